@@ -1,0 +1,5 @@
+import sys
+
+from fakelab.cli import main
+
+sys.exit(main())
