@@ -1,0 +1,86 @@
+"""Copy the audio of one media file into a video being written, re-encoded to AAC."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Iterator
+
+import av
+
+from fakelab.errors import InputError
+from fakelab.video.reader import PathLike, open_media, unreadable
+
+# Sample rates the AAC encoder accepts; anything else is resampled to 48 kHz.
+AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
+AAC_FRAME_SIZE = 1024
+
+
+def require_audio(path: PathLike) -> None:
+    """Raise InputError unless `path` is a readable media file with an audio stream."""
+    open_audio(path)[0].close()
+
+
+def open_audio(path: PathLike) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
+    """Open `path` and return it with its first audio stream, or raise InputError."""
+    container = open_media(path, "audio source")
+    if not container.streams.audio:
+        container.close()
+        raise InputError(f"{path} has no audio stream")
+    return container, container.streams.audio[0]
+
+
+class AudioTrack:
+    """The first audio stream of `source`, re-timed to start at t=0 and written on demand.
+
+    The writer calls `write_until(t)` after each video frame so that audio and video
+    packets stay interleaved, then `finish()` to write the rest of the audio,
+    whatever its length relative to the video.
+    """
+
+    def __init__(self, source: PathLike, output: av.container.OutputContainer):
+        self._source_path = source
+        self._source, source_stream = open_audio(source)
+        self.rate = source_stream.rate if source_stream.rate in AAC_RATES else 48000
+        layout = "mono" if source_stream.channels == 1 else "stereo"
+        self._stream = output.add_stream("aac", rate=self.rate, layout=layout)
+        self._stream.time_base = Fraction(1, self.rate)
+        self._resampler = av.AudioResampler(
+            format="fltp", layout=layout, rate=self.rate, frame_size=AAC_FRAME_SIZE
+        )
+        self._output = output
+        self._decoded = self._decode(source_stream)
+        self._samples_written = 0
+
+    def write_until(self, seconds: float) -> None:
+        while self._samples_written < seconds * self.rate:
+            frame = next(self._decoded, None)
+            if frame is None:
+                return
+            self._encode(self._resampler.resample(frame))
+
+    def finish(self) -> None:
+        self.write_until(math.inf)
+        self._encode(self._resampler.resample(None))
+        if self._samples_written == 0:
+            raise InputError(f"{self._source_path} has no decodable audio")
+        self._output.mux(self._stream.encode(None))
+        self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+    def _decode(self, stream) -> Iterator[av.AudioFrame]:
+        try:
+            yield from self._source.decode(stream)
+        except av.FFmpegError as exc:
+            raise unreadable(self._source_path, "audio source", exc) from None
+
+    def _encode(self, frames: list[av.AudioFrame]) -> None:
+        for frame in frames:
+            # Timestamps count samples from zero: the audio starts with the video,
+            # whatever the source's own start time or timestamp gaps.
+            frame.pts = self._samples_written
+            frame.time_base = Fraction(1, self.rate)
+            self._samples_written += frame.samples
+            self._output.mux(self._stream.encode(frame))
