@@ -23,15 +23,8 @@ from fakelab.video import (
     save_image,
 )
 
-SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+# `media` (../shared/media, or a failure saying where it should be) comes from conftest.py.
 CRIMSON = (200, 30, 60)
-
-
-@pytest.fixture(scope="module")
-def media() -> Path:
-    if not (SHARED_MEDIA / "d12.mp4").is_file():
-        pytest.fail(f"shared test media not found: put d0.mp4, d12.mp4, d13.mp4 in {SHARED_MEDIA}")
-    return SHARED_MEDIA
 
 
 def flat_frame(colour, width=64, height=48) -> np.ndarray:
