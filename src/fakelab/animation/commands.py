@@ -1,5 +1,87 @@
-"""CLI commands of the animation pillar."""
+"""CLI commands of the animation pillar: `fakelab animate` and `fakelab convert`."""
+
+from __future__ import annotations
+
+import argparse
+
+from fakelab.animation.api import animate, fomm_animator
+from fakelab.animation.checkpoint import convert_checkpoint
+from fakelab.animation.config import bundled_config_names
 
 
 def register(subparsers) -> None:
-    """Add the animation subcommands to the `fakelab` parser."""
+    _register_animate(subparsers)
+    _register_convert(subparsers)
+
+
+def _register_animate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "animate",
+        help="animate a still image with the motion of a driving video",
+        description="Animate SOURCE (an image) with the motion of DRIVING (a video) using a "
+        "First Order Motion Model checkpoint. Writes an mp4 (H.264 + AAC) or a gif at the driving fps.",
+    )
+    parser.add_argument("source", help="source image (any format and mode Pillow reads)")
+    parser.add_argument("driving", help="driving video")
+    parser.add_argument("-o", "--output", required=True, help="output video (.mp4 or .gif)")
+    parser.add_argument("--checkpoint", required=True, help="FOMM checkpoint (.pth.tar or .safetensors)")
+    parser.add_argument(
+        "--config",
+        default="vox-256",
+        help=f"config name ({', '.join(bundled_config_names())}) or a YAML path (default: vox-256)",
+    )
+    parser.add_argument("--absolute", action="store_true", help="use absolute keypoint positions, not relative motion")
+    parser.add_argument(
+        "--no-adapt-scale", action="store_true", help="don't scale motion by the source/driving keypoint hull sizes"
+    )
+    parser.add_argument(
+        "--best-frame", type=int, metavar="N", help="take motion relative to driving frame N (animate both ways from it)"
+    )
+    parser.add_argument(
+        "--audio",
+        default="keep",
+        metavar="keep|none|FILE",
+        help="keep the driving video's audio (default), drop it, or dub the audio of FILE",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=8, help="driving frames per batch (default: 8)")
+    parser.set_defaults(handler=run_animate)
+
+
+def run_animate(args: argparse.Namespace) -> None:
+    animator = fomm_animator(
+        args.checkpoint,
+        args.config,
+        relative=not args.absolute,
+        adapt_scale=not args.no_adapt_scale,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    result = animate(
+        args.source,
+        args.driving,
+        args.output,
+        animator=animator,
+        best_frame=args.best_frame,
+        audio=args.audio,
+        progress=True,
+    )
+    print(result.summary())
+
+
+def _register_convert(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a FOMM checkpoint between .pth.tar and .safetensors",
+        description="Rewrite a FOMM checkpoint in the format given by OUTPUT's suffix. "
+        "The input is read as data only (never unpickled as code).",
+    )
+    parser.add_argument("input", help="checkpoint to read (.pth.tar or .safetensors)")
+    parser.add_argument("output", help="checkpoint to write (.safetensors, or .pth.tar)")
+    parser.set_defaults(handler=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    checkpoint = convert_checkpoint(args.input, args.output)
+    tensors = sum(len(state) for state in checkpoint.states.values())
+    print(f"wrote {args.output}: {', '.join(checkpoint.states)} ({tensors} tensors, epoch {checkpoint.epoch})")

@@ -1,0 +1,208 @@
+"""`fakelab.animate`: bring a still image to life with the motion of a driving video."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from fakelab.animation.checkpoint import load_networks
+from fakelab.animation.config import load_config
+from fakelab.animation.engine import FommAnimator
+from fakelab.animation.motion import MotionTransfer
+from fakelab.errors import FakelabError, InputError
+from fakelab.video import VideoWriter, has_audio, iter_frames, load_image, probe_video
+
+PathLike = str | os.PathLike
+Frames = Sequence[np.ndarray]
+DEFAULT_FPS = 25.0
+
+
+class Animator(Protocol):
+    """An animation model: one output frame per driving frame, streamed.
+
+    Relative motion takes the first driving frame as the initial frame.
+    """
+
+    size: tuple[int, int]  # (width, height) of the frames it takes and gives
+
+    def animate(self, source: np.ndarray, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class AnimationResult:
+    output: Path
+    frames: int
+    fps: float
+    seconds: float
+    audio: Path | None
+
+    def summary(self) -> str:
+        speed = self.frames / self.seconds if self.seconds > 0 else float("inf")
+        audio = f"audio from {self.audio.name}" if self.audio else "no audio"
+        return f"animated {self.frames} frames in {self.seconds:.1f} s ({speed:.1f} fps, {audio}) -> {self.output}"
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxWx3 uint8 frame to (width, height); the whole frame is kept, as the reference demo does."""
+    if (frame.shape[1], frame.shape[0]) == tuple(size):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FakelabError(f"device {device} requested but CUDA is not available here: use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise FakelabError(f"unknown device '{device}': use cpu or cuda") from None
+
+
+def fomm_animator(
+    checkpoint: PathLike,
+    config: PathLike = "vox-256",
+    relative: bool = True,
+    adapt_scale: bool = True,
+    device: str = "cpu",
+    batch_size: int = 8,
+) -> FommAnimator:
+    """A First Order Motion Model animator from a checkpoint and its config (bundled name or YAML path)."""
+    if batch_size < 1:
+        raise FakelabError("batch size must be at least 1")
+    networks = load_networks(load_config(config), checkpoint)
+    motion = MotionTransfer(relative=relative, adapt_scale=relative and adapt_scale)
+    return FommAnimator(networks, motion, device=resolve_device(device), batch_size=batch_size)
+
+
+class DrivingVideo:
+    """Driving frames at the animator's size, readable more than once (for the best-frame pass)."""
+
+    def __init__(self, driving: PathLike | Frames, size: tuple[int, int], fps: float | None):
+        self.size = size
+        if isinstance(driving, (str, os.PathLike)):
+            self.path: Path | None = Path(driving)
+            info = probe_video(self.path)
+            self.fps = fps or info.fps
+            self.length = info.frame_count
+            self._open: Callable[[], Iterator[np.ndarray]] = lambda: iter_frames(self.path, size=size)
+        else:
+            if len(driving) == 0:
+                raise InputError("the driving video has no frames")
+            self.path = None
+            self.fps = fps or DEFAULT_FPS
+            self.length = len(driving)
+            self._open = lambda: (resize_frame(frame, size) for frame in driving)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        return self._open()
+
+    def frame(self, index: int) -> np.ndarray:
+        found = next(islice(self.frames(), index, None), None)
+        if found is None:
+            raise InputError(f"best frame {index} is past the end of the driving video")
+        return found
+
+
+def animate_frames(
+    animator: Animator, source: np.ndarray, driving: DrivingVideo, initial: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Animated frames in the driving video's order.
+
+    With an `initial` frame (the best frame), motion is taken relative to it, which
+    is what animating forwards and backwards from it amounts to: each output frame
+    depends only on its own driving frame and the initial one. The initial frame is
+    fed first and its output dropped.
+    """
+    source = resize_frame(source, animator.size)
+    if initial is None:
+        yield from animator.animate(source, driving.frames())
+        return
+    outputs = animator.animate(source, chain([initial], driving.frames()))
+    next(outputs)
+    yield from outputs
+
+
+def _read_source(source: PathLike | np.ndarray) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
+            raise InputError(f"the source array must be HxWx3 uint8 RGB, got {source.dtype} {source.shape}")
+        return source
+    return load_image(source)
+
+
+def _audio_for(audio: str | PathLike | None, driving: DrivingVideo, output: Path) -> Path | None:
+    if audio is None or audio == "none":
+        return None
+    if audio == "keep":
+        if driving.path is None or output.suffix.lower() == ".gif" or not has_audio(driving.path):
+            return None
+        return driving.path
+    path = Path(audio)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist")
+    return path
+
+
+def _refuse_overwriting_inputs(output: Path, *inputs) -> None:
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and item not in ("keep", "none") and Path(item).exists():
+            if Path(item).resolve() == output.resolve():
+                raise InputError(f"the output {output} is one of the inputs: give another path")
+
+
+def animate(
+    source: PathLike | np.ndarray,
+    driving: PathLike | Frames,
+    output: PathLike | None = None,
+    *,
+    animator: Animator | None = None,
+    checkpoint: PathLike | None = None,
+    config: PathLike = "vox-256",
+    relative: bool = True,
+    adapt_scale: bool = True,
+    best_frame: int | None = None,
+    audio: str | PathLike | None = "keep",
+    fps: float | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+    progress: bool = False,
+) -> AnimationResult | list[np.ndarray]:
+    """Animate `source` (image path or HxWx3 uint8 array) with `driving` (video path or frames).
+
+    Give `animator`, or a FOMM `checkpoint` with its `config`. With `output` the
+    video (mp4 or gif, at the driving fps) is written there atomically, with
+    audio `keep` (the driving video's), `none`, or a path to dub, and an
+    `AnimationResult` is returned; without it, the frames are returned.
+    """
+    if animator is None:
+        if checkpoint is None:
+            raise FakelabError("animate needs a checkpoint (with its config) or an animator")
+        animator = fomm_animator(checkpoint, config, relative, adapt_scale, device, batch_size)
+    source_image = _read_source(source)
+    driving_video = DrivingVideo(driving, animator.size, fps)
+    initial = None if best_frame is None else driving_video.frame(best_frame)
+    frames = animate_frames(animator, source_image, driving_video, initial)
+    if output is None:
+        return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
+
+    output = Path(output)
+    _refuse_overwriting_inputs(output, source, driving, audio)
+    audio_path = _audio_for(audio, driving_video, output)
+    started = time.perf_counter()
+    with (
+        VideoWriter(output, driving_video.fps, audio=audio_path) as writer,
+        tqdm(total=driving_video.length, unit="frame", desc="animating", disable=not progress) as bar,
+    ):
+        for frame in frames:
+            writer.write(frame)
+            bar.update()
+    return AnimationResult(output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path)
