@@ -1,5 +1,6 @@
 """`fakelab animate` and `fakelab.animate` end to end, on real media and the tiny FOMM fixtures."""
 
+import signal
 import subprocess
 import sys
 
@@ -117,3 +118,22 @@ def test_bad_inputs_give_one_line_errors(media, tiny_vox, fomm_fixtures, tmp_pat
         assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "out.mp4").exists()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_interrupt_leaves_nothing_behind(media, tiny_vox, tmp_path):
+    output = tmp_path / "interrupted.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakelab", "animate", str(media / "s7.jpg"), str(media / "d13.mp4"),
+         "-o", str(output), *tiny_vox],
+        stderr=subprocess.PIPE, text=True,
+    )
+    seen = ""
+    while "frame/s]" not in seen:  # the progress bar has started: frames are being written
+        chunk = process.stderr.read(1)
+        assert chunk, f"animate ended before it could be interrupted: {seen}"
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; nothing was written" in rest and "Traceback" not in rest
+    assert list(tmp_path.iterdir()) == []
