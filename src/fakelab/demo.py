@@ -1,0 +1,111 @@
+"""`fakelab demo`: the main job end to end on media that the installed packages ship.
+
+The source is scikit-image's astronaut portrait. The driving clip is generated:
+matplotlib's portrait of Grace Hopper, whose face is moved smoothly (a nod, a
+turn of the head in the image plane, a lean towards the camera) and made to
+talk and blink by warping it along its own landmarks. The astronaut is then
+animated by that clip with the landmark-warp model, and, given a FOMM
+checkpoint, with FOMM too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fakelab.errors import ConfigError
+from fakelab.faces.crop import crop_image
+from fakelab.animation.landmark_warp import LandmarkWarpAnimator, LandmarkWarper
+from fakelab.video import VideoWriter, load_image
+
+DEFAULT_OUTPUT = Path("out/demo/demo.mp4")
+FPS = 25
+SECONDS = 3.0
+SIZE = 256
+# Peak motions of the generated head, over one period of the clip.
+NOD_DEGREES = 7.0
+SWAY_PIXELS = 6.0
+LEAN = 0.06  # relative change of size
+JAW_DROP = 0.08  # fraction of the face height
+UPPER_LIDS, LOWER_LIDS = [37, 38, 43, 44], [41, 40, 47, 46]
+LOWER_JAW = sorted(set(range(5, 12)) | set(range(55, 60)) | {65, 66, 67})
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    outputs: list[Path]
+    driving: Path
+
+
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def grace_hopper() -> np.ndarray:
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError('the demo\'s driving portrait comes with matplotlib: pip install "fakelab[faces]"')
+    path = Path(spec.submodule_search_locations[0]) / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    return load_image(path)
+
+
+def head_motion(landmarks: np.ndarray, phase: float) -> np.ndarray:
+    """The landmarks moved as a talking head would be at `phase` (0..1) of the clip."""
+    turn = 2 * np.pi * phase
+    angle = np.radians(NOD_DEGREES) * np.sin(turn)
+    scale = 1 + LEAN * np.sin(turn / 2) ** 2
+    shift = SWAY_PIXELS * np.array([np.sin(turn), 0.5 * np.sin(2 * turn)])
+    face_height = np.linalg.norm(landmarks[8] - landmarks[27])
+    moved = landmarks.copy()
+    # Speech: the jaw opens and closes three times, most in the middle of the clip.
+    moved[LOWER_JAW, 1] += JAW_DROP * face_height * np.sin(3 * turn) ** 2 * np.sin(np.pi * phase)
+    blink = np.exp(-(((phase - 0.7) / 0.04) ** 2))
+    moved[UPPER_LIDS] += blink * (moved[LOWER_LIDS] - moved[UPPER_LIDS])
+    centre = landmarks.mean(axis=0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return (moved - centre) @ rotation.T * scale + centre + shift
+
+
+def driving_clip(portrait: np.ndarray, frames: int) -> list[np.ndarray]:
+    """A talking-head clip made from one portrait, SIZE x SIZE."""
+    crop = crop_image(portrait, SIZE, where="the driving portrait")
+    warper = LandmarkWarper(crop.image, crop.landmarks_in_crop)
+    return [warper(head_motion(crop.landmarks_in_crop, i / frames)) for i in range(frames)]
+
+
+def run_demo(
+    output: str | os.PathLike = DEFAULT_OUTPUT,
+    checkpoint: str | os.PathLike | None = None,
+    config: str = "vox-256",
+) -> DemoResult:
+    """Write the generated driving clip and the astronaut animated by it.
+
+    Outputs: `output` (landmark-warp), `<stem>-driving.mp4` beside it, and with a
+    FOMM `checkpoint` also `<stem>-fomm.mp4`.
+    """
+    from fakelab.animation.api import animate
+
+    output = Path(output)
+    driving = driving_clip(grace_hopper(), round(SECONDS * FPS))
+    driving_path = output.with_name(f"{output.stem}-driving{output.suffix}")
+    _write(driving_path, driving)
+    source = crop_image(astronaut(), SIZE, where="the astronaut portrait").image
+    animate(source, driving, output, animator=LandmarkWarpAnimator((SIZE, SIZE)), audio="none", fps=FPS)
+    outputs = [output]
+    if checkpoint is not None:
+        fomm_output = output.with_name(f"{output.stem}-fomm{output.suffix}")
+        animate(source, driving, fomm_output, checkpoint=checkpoint, config=config, audio="none", fps=FPS)
+        outputs.append(fomm_output)
+    return DemoResult(outputs, driving_path)
+
+
+def _write(path: Path, frames: list[np.ndarray]) -> None:
+    with VideoWriter(path, FPS) as writer:
+        for frame in frames:
+            writer.write(frame)
