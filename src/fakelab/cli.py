@@ -14,6 +14,7 @@ from fakelab.errors import FakelabError
 
 COMMAND_MODULES = [
     "fakelab.animation.commands",
+    "fakelab.faces.commands",
 ]
 
 
