@@ -11,7 +11,7 @@ from conftest import shared_path
 from fakelab.animation.landmark_warp import LandmarkWarpAnimator
 from fakelab.cli import main
 from fakelab.demo import astronaut, grace_hopper
-from fakelab.errors import NoFaceError
+from fakelab.errors import InputError, NoFaceError
 from fakelab.faces import (
     Box,
     crop_image,
@@ -24,6 +24,7 @@ from fakelab.faces import (
     landmark_box,
     paste_back,
     read_boxes,
+    track_faces,
 )
 from fakelab.video import VideoWriter, has_audio, iter_frames, load_image, probe_video
 
@@ -187,3 +188,28 @@ def test_paste_back_changes_only_the_face(crop_frames, tmp_path):
           f"on average outside the face box; the face box changes by up to {max(face_changes):.1f}/255")
     assert np.mean(encoded_differences) < 2
     assert max(face_changes) > 2
+
+
+def two_people(frames: int, astronaut_away: range) -> list[np.ndarray]:
+    """Grace Hopper on the left throughout, the astronaut on the right except in `astronaut_away`."""
+    left = crop_image(grace_hopper(), 200).image
+    right = crop_image(astronaut(), 160).image
+    video = []
+    for index in range(frames):
+        frame = np.full((240, 480, 3), 100, np.uint8)
+        frame[20:220, 10:210] = left
+        if index not in astronaut_away:
+            frame[40:200, 300:460] = right
+        video.append(frame)
+    return video
+
+
+def test_tracking_follows_several_faces_and_reports_gaps():
+    tracking = track_faces(two_people(30, range(10, 20)), detect_every=5, max_hold=3)
+    assert len(tracking.tracks) == 2  # the astronaut's return continues her track
+    hopper, astronaut_face = tracking.face(0), tracking.face(1)
+    assert hopper.found_fraction == 1.0 and hopper.boxes[0, 0] < 240
+    assert astronaut_face.gaps() == [(10, 20)] and astronaut_face.boxes[0, 0] > 240
+    np.testing.assert_array_equal(astronaut_face.boxes[10:20], astronaut_face.boxes[[9] * 10])
+    with pytest.raises(InputError, match="no face 2"):
+        tracking.face(2)

@@ -104,20 +104,17 @@ class LandmarkWarpAnimator:
         """Per driving frame, where the source landmarks go (None before the first face)."""
         tracker = FaceTracker(self.detector)
         followed: int | None = None
-        initial = None
+        initial = target = None
         for frame in driving:
             self._check_frame(frame, "a driving frame")
             face = _same_face(tracker.update(frame), followed)
-            if face is None:
-                yield None if initial is None else current
-                continue
-            followed = face.track_id
-            if initial is None:
-                initial = face.landmarks
-            current = transfer_motion(
-                source_landmarks, face.landmarks, initial, self.adapt_scale, self.relative
-            )
-            yield current
+            if face is not None:
+                followed = face.track_id
+                initial = face.landmarks if initial is None else initial
+                target = transfer_motion(
+                    source_landmarks, face.landmarks, initial, self.adapt_scale, self.relative
+                )
+            yield target
 
     def _frames(self, warper: LandmarkWarper, driving) -> Iterator[np.ndarray]:
         for target in self.target_landmarks(warper.landmarks, driving):

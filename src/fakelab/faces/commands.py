@@ -80,6 +80,7 @@ def _crop_source(args: argparse.Namespace, output: Path) -> None:
         json_tmp.write_text(
             json.dumps(
                 {
+                    "format": "fakelab-crop-box/1",
                     "source": str(args.input),
                     "source_size": [image.shape[1], image.shape[0]],
                     "size": args.size,

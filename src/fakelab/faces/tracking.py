@@ -120,21 +120,23 @@ class FaceTracker:
                 continue
             landmarks = settled_landmarks(frame, found.box)
             embedding = face_embedding(frame, landmarks)
-            track = self._returning_track(embedding) or _Track(
-                len(self.tracks()), embedding, current=None
-            )
+            track = self._lost_track_of(embedding)
+            if track is None:
+                track = _Track(len(self.tracks()), embedding, current=None)
+                self.active.append(track)
             track.current = TrackedFace(track.track_id, landmark_box(landmarks), landmarks, True)
             track.held_frames = 0
-            self.active.append(track)
 
-    def _returning_track(self, embedding: np.ndarray) -> _Track | None:
-        """An ended track of the same person, which the new face then continues."""
-        nearest = min(
-            self.ended, key=lambda track: np.linalg.norm(track.embedding - embedding), default=None
-        )
-        if nearest is None or np.linalg.norm(nearest.embedding - embedding) >= SAME_PERSON_DISTANCE:
+    def _lost_track_of(self, embedding: np.ndarray) -> _Track | None:
+        """The ended or held track of the same person, if any, made active again."""
+        lost = self.ended + [track for track in self.active if track.held_frames > 0]
+        distance = {id(track): np.linalg.norm(track.embedding - embedding) for track in lost}
+        nearest = min(lost, key=lambda track: distance[id(track)], default=None)
+        if nearest is None or distance[id(nearest)] >= SAME_PERSON_DISTANCE:
             return None
-        self.ended.remove(nearest)
+        if nearest in self.ended:
+            self.ended.remove(nearest)
+            self.active.append(nearest)
         return nearest
 
 
