@@ -1,5 +1,7 @@
 """`fakelab demo` (what `make demo` runs) writes a real animation from shipped portraits."""
 
+from conftest import shared_path
+
 from fakelab.cli import main
 from fakelab.demo import FPS, SECONDS, SIZE
 from fakelab.faces import find_faces
@@ -21,3 +23,13 @@ def test_demo_writes_the_animated_mp4_and_prints_its_path(tmp_path, capsys):
     assert motion > 2  # and it moves
     driving = tmp_path / "demo" / "demo-driving.mp4"
     assert str(driving) in printed and probe_video(driving).frame_count == info.frame_count
+
+
+def test_demo_also_animates_with_a_fomm_checkpoint(tmp_path, capsys):
+    fomm = shared_path("fixtures", "fomm")
+    output = tmp_path / "demo.mp4"
+    args = ["demo", "-o", str(output), "--checkpoint", str(fomm / "tiny-vox-cpk.pth.tar")]
+    assert main([*args, "--config", str(fomm / "tiny-vox.yaml")]) == 0
+    fomm_output = tmp_path / "demo-fomm.mp4"
+    assert str(fomm_output) in capsys.readouterr().out
+    assert probe_video(fomm_output).frame_count == round(SECONDS * FPS)
