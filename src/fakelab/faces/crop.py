@@ -253,7 +253,7 @@ def crop_video(
     detect_every: int = 25,
     progress=None,
 ) -> CropResult:
-    """Write the square face crop of a video (same fps, audio kept) and its crop boxes.
+    """Write the square face crop of a video (same fps, audio kept but in a GIF) and its crop boxes.
 
     Decodes the video twice: once to follow the face, once to crop. Nothing is
     written when no face is found.
@@ -264,7 +264,8 @@ def crop_video(
     plan = plan_video_crop(video, size, margin, face_index, detector, detect_every, progress)
     json_path = boxes_path(out)
     with atomic_output(json_path) as json_tmp:
-        with VideoWriter(out, info.fps, audio=video if has_audio(video) else None) as writer:
+        keeps_audio = has_audio(video) and Path(out).suffix.lower() != ".gif"
+        with VideoWriter(out, info.fps, audio=video if keeps_audio else None) as writer:
             for crop in apply_crop(iter_frames(video), plan):
                 writer.write(crop)
             json_tmp.write_text(json.dumps({"source": str(video), "fps": info.fps, **plan.to_json()}))
