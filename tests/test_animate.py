@@ -137,3 +137,37 @@ def test_interrupt_leaves_nothing_behind(media, tiny_vox, tmp_path):
     assert process.returncode == 130
     assert "interrupted; nothing was written" in rest and "Traceback" not in rest
     assert list(tmp_path.iterdir()) == []
+
+
+def test_landmark_warp_with_crop_and_paste_back_keeps_the_source_size(media, tmp_path, capsys):
+    output = tmp_path / "pasted.mp4"
+    args = ["animate", str(media / "s0.jpg"), str(media / "d0.mp4"), "-o", str(output),
+            "--model", "landmark-warp", "--crop", "auto", "--paste-back"]
+    assert main(args) == 0
+    info = probe_video(output)
+    source = Image.open(media / "s0.jpg")
+    assert (info.width, info.height) == source.size
+    assert info.frame_count == probe_video(media / "d0.mp4").frame_count
+    assert "animated 78 frames" in capsys.readouterr().out
+
+
+def test_find_best_frame_picks_the_pose_of_the_source(media):
+    from fakelab.animation.landmark_warp import LandmarkWarpAnimator
+    from fakelab.faces import crop_image
+    from fakelab.video import load_image
+
+    face = crop_image(load_image(media / "s7.jpg")).image
+    angles = (-14, -7, 0, 7, 14)
+    driving = [np.asarray(Image.fromarray(face).rotate(angle, resample=Image.Resampling.BICUBIC)) for angle in angles]
+    animator = LandmarkWarpAnimator()
+    found = fakelab.animate(face, driving, animator=animator, find_best_frame=True)
+    named = fakelab.animate(face, driving, animator=animator, best_frame=angles.index(0))
+    first = fakelab.animate(face, driving, animator=animator)
+    assert np.array_equal(np.stack(found), np.stack(named))
+    assert not np.array_equal(np.stack(found), np.stack(first))
+
+
+def test_fomm_needs_a_checkpoint(media, tmp_path):
+    result = run_cli("animate", str(media / "s7.jpg"), str(media / "d12.mp4"), "-o", str(tmp_path / "x.mp4"))
+    assert result.returncode == 1
+    assert "the fomm model needs a checkpoint" in result.stderr and "Traceback" not in result.stderr

@@ -83,27 +83,67 @@ def fomm_animator(
     return FommAnimator(networks, motion, device=resolve_device(device), batch_size=batch_size)
 
 
-class DrivingVideo:
-    """Driving frames at the animator's size, readable more than once (for the best-frame pass)."""
+MODELS = ("fomm", "landmark-warp")
 
-    def __init__(self, driving: PathLike | Frames, size: tuple[int, int], fps: float | None):
+
+def build_animator(
+    model: str = "fomm",
+    checkpoint: PathLike | None = None,
+    config: PathLike = "vox-256",
+    relative: bool = True,
+    adapt_scale: bool = True,
+    device: str = "cpu",
+    batch_size: int = 8,
+) -> Animator:
+    """The animation model by name: `fomm` (needs a checkpoint) or `landmark-warp` (needs none)."""
+    if model == "fomm":
+        if checkpoint is None:
+            raise FakelabError("the fomm model needs a checkpoint (or use the landmark-warp model)")
+        return fomm_animator(checkpoint, config, relative, adapt_scale, device, batch_size)
+    if model == "landmark-warp":
+        from fakelab.animation.landmark_warp import LandmarkWarpAnimator
+
+        return LandmarkWarpAnimator(adapt_scale=relative and adapt_scale, relative=relative)
+    raise FakelabError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+
+
+class DrivingVideo:
+    """Driving frames at the animator's size, readable more than once (for the best-frame pass).
+
+    With `crop`, each frame is first cut to the followed face, as the FOMM crop tool does.
+    """
+
+    def __init__(self, driving: PathLike | Frames, size: tuple[int, int], fps: float | None, crop: bool = False):
         self.size = size
         if isinstance(driving, (str, os.PathLike)):
             self.path: Path | None = Path(driving)
             info = probe_video(self.path)
             self.fps = fps or info.fps
             self.length = info.frame_count
-            self._open: Callable[[], Iterator[np.ndarray]] = lambda: iter_frames(self.path, size=size)
+            self._open: Callable[[], Iterable[np.ndarray]] = lambda: iter_frames(self.path)
         else:
             if len(driving) == 0:
                 raise InputError("the driving video has no frames")
             self.path = None
             self.fps = fps or DEFAULT_FPS
             self.length = len(driving)
-            self._open = lambda: (resize_frame(frame, size) for frame in driving)
+            self._open = lambda: driving
+        self.crop_plan = self._plan_crop() if crop else None
+
+    def _plan_crop(self):
+        from fakelab.faces import plan_crop, track_faces
+
+        tracking = track_faces(self._open())
+        face = tracking.face(0, where="the driving video")
+        return plan_crop(face, tracking.frame_size, size=max(self.size))
 
     def frames(self) -> Iterator[np.ndarray]:
-        return self._open()
+        frames = self._open()
+        if self.crop_plan is not None:
+            from fakelab.faces import apply_crop
+
+            frames = apply_crop(frames, self.crop_plan)
+        return (resize_frame(frame, self.size) for frame in frames)
 
     def frame(self, index: int) -> np.ndarray:
         found = next(islice(self.frames(), index, None), None)
@@ -159,17 +199,33 @@ def _refuse_overwriting_inputs(output: Path, *inputs) -> None:
                 raise InputError(f"the output {output} is one of the inputs: give another path")
 
 
+def _face_crop(image: np.ndarray, size: tuple[int, int]):
+    from fakelab.faces import crop_image
+
+    return crop_image(image, size=max(size), where="the source image")
+
+
+def _best_frame_index(source: np.ndarray, driving: DrivingVideo) -> int:
+    from fakelab.faces import find_best_frame
+
+    return find_best_frame(source, driving.frames())
+
+
 def animate(
     source: PathLike | np.ndarray,
     driving: PathLike | Frames,
     output: PathLike | None = None,
     *,
     animator: Animator | None = None,
+    model: str = "fomm",
     checkpoint: PathLike | None = None,
     config: PathLike = "vox-256",
     relative: bool = True,
     adapt_scale: bool = True,
     best_frame: int | None = None,
+    find_best_frame: bool = False,
+    crop: bool = False,
+    paste_back: bool = False,
     audio: str | PathLike | None = "keep",
     fps: float | None = None,
     device: str = "cpu",
@@ -178,24 +234,39 @@ def animate(
 ) -> AnimationResult | list[np.ndarray]:
     """Animate `source` (image path or HxWx3 uint8 array) with `driving` (video path or frames).
 
-    Give `animator`, or a FOMM `checkpoint` with its `config`. With `output` the
-    video (mp4 or gif, at the driving fps) is written there atomically, with
-    audio `keep` (the driving video's), `none`, or a path to dub, and an
-    `AnimationResult` is returned; without it, the frames are returned.
+    The model is `animator`, or built from `model` (`fomm` with a `checkpoint` and
+    its `config`, or `landmark-warp`). Face options: `crop` cuts the source and the
+    driving frames to the face first; `paste_back` composites the animated face
+    into the full-size source (the output has the source's size); `find_best_frame`
+    takes motion relative to the driving frame whose pose is closest to the source's
+    (`best_frame` names that frame directly).
+
+    With `output` the video (mp4 or gif, at the driving fps) is written there
+    atomically, with audio `keep` (the driving video's), `none`, or a path to dub,
+    and an `AnimationResult` is returned; without it, the frames are returned.
     """
+    if best_frame is not None and find_best_frame:
+        raise FakelabError("give a best frame or ask to find it, not both")
     if animator is None:
-        if checkpoint is None:
-            raise FakelabError("animate needs a checkpoint (with its config) or an animator")
-        animator = fomm_animator(checkpoint, config, relative, adapt_scale, device, batch_size)
+        animator = build_animator(model, checkpoint, config, relative, adapt_scale, device, batch_size)
+    if output is not None:
+        _refuse_overwriting_inputs(Path(output), source, driving, audio)
     source_image = _read_source(source)
-    driving_video = DrivingVideo(driving, animator.size, fps)
+    source_crop = _face_crop(source_image, animator.size) if crop or paste_back else None
+    animated_source = source_crop.image if source_crop is not None else source_image
+    driving_video = DrivingVideo(driving, animator.size, fps, crop=crop)
+    if find_best_frame:
+        best_frame = _best_frame_index(resize_frame(animated_source, animator.size), driving_video)
     initial = None if best_frame is None else driving_video.frame(best_frame)
-    frames = animate_frames(animator, source_image, driving_video, initial)
+    frames = animate_frames(animator, animated_source, driving_video, initial)
+    if source_crop is not None and paste_back:
+        from fakelab.faces import paste_back as paste_into
+
+        frames = paste_into(source_image, source_crop.box, frames, source_crop.landmarks)
     if output is None:
         return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
 
     output = Path(output)
-    _refuse_overwriting_inputs(output, source, driving, audio)
     audio_path = _audio_for(audio, driving_video, output)
     started = time.perf_counter()
     with (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fakelab.animation.api import animate, fomm_animator
+from fakelab.animation.api import MODELS, animate
 from fakelab.animation.checkpoint import convert_checkpoint
 from fakelab.animation.config import bundled_config_names
 
@@ -18,13 +18,17 @@ def _register_animate(subparsers) -> None:
     parser = subparsers.add_parser(
         "animate",
         help="animate a still image with the motion of a driving video",
-        description="Animate SOURCE (an image) with the motion of DRIVING (a video) using a "
-        "First Order Motion Model checkpoint. Writes an mp4 (H.264 + AAC) or a gif at the driving fps.",
+        description="Animate SOURCE (an image) with the motion of DRIVING (a video) using a First Order "
+        "Motion Model checkpoint, or the classical landmark-warp model that needs none. Writes an mp4 "
+        "(H.264 + AAC) or a gif at the driving fps.",
     )
     parser.add_argument("source", help="source image (any format and mode Pillow reads)")
     parser.add_argument("driving", help="driving video")
     parser.add_argument("-o", "--output", required=True, help="output video (.mp4 or .gif)")
-    parser.add_argument("--checkpoint", required=True, help="FOMM checkpoint (.pth.tar or .safetensors)")
+    parser.add_argument(
+        "--model", choices=MODELS, default="fomm", help="fomm (default, needs --checkpoint) or landmark-warp"
+    )
+    parser.add_argument("--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors)")
     parser.add_argument(
         "--config",
         default="vox-256",
@@ -38,6 +42,19 @@ def _register_animate(subparsers) -> None:
         "--best-frame", type=int, metavar="N", help="take motion relative to driving frame N (animate both ways from it)"
     )
     parser.add_argument(
+        "--find-best-frame",
+        action="store_true",
+        help="start from the driving frame whose face pose is closest to the source's",
+    )
+    parser.add_argument(
+        "--crop", choices=("none", "auto"), default="none",
+        help="auto: cut the source and every driving frame to the face first (recommended for faces)",
+    )
+    parser.add_argument(
+        "--paste-back", action="store_true",
+        help="composite the animated face into the full-size source: the output has the source's size",
+    )
+    parser.add_argument(
         "--audio",
         default="keep",
         metavar="keep|none|FILE",
@@ -49,21 +66,22 @@ def _register_animate(subparsers) -> None:
 
 
 def run_animate(args: argparse.Namespace) -> None:
-    animator = fomm_animator(
-        args.checkpoint,
-        args.config,
-        relative=not args.absolute,
-        adapt_scale=not args.no_adapt_scale,
-        device=args.device,
-        batch_size=args.batch_size,
-    )
     result = animate(
         args.source,
         args.driving,
         args.output,
-        animator=animator,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        relative=not args.absolute,
+        adapt_scale=not args.no_adapt_scale,
         best_frame=args.best_frame,
+        find_best_frame=args.find_best_frame,
+        crop=args.crop == "auto",
+        paste_back=args.paste_back,
         audio=args.audio,
+        device=args.device,
+        batch_size=args.batch_size,
         progress=True,
     )
     print(result.summary())
