@@ -24,8 +24,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# `make demo CHECKPOINT=vox-cpk.pth.tar [CONFIG=vox-256]` adds a FOMM animation to the demo.
+CONFIG ?= vox-256
 demo: $(VENV)/.installed
-	$(VENV)/bin/fakelab demo
+	$(VENV)/bin/fakelab demo $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --config $(CONFIG))
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
