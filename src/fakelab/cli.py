@@ -15,6 +15,7 @@ from fakelab.errors import FakelabError
 COMMAND_MODULES = [
     "fakelab.animation.commands",
     "fakelab.faces.commands",
+    "fakelab.attacks.commands",
 ]
 
 

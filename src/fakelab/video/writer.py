@@ -30,9 +30,13 @@ class VideoWriter:
     stream is re-encoded and muxed from t=0, at its full length.
     H.264 needs even sizes: frames with an odd width or height are padded by
     repeating their last column or row, so the file is one pixel larger there.
+    `lossless` writes H.264 in RGB at qp 0 (libx264rgb) instead, any size, which decodes
+    to exactly the frames written; few players show it.
     """
 
-    def __init__(self, path: PathLike, fps: float, audio: PathLike | None = None, crf: int = 18):
+    def __init__(
+        self, path: PathLike, fps: float, audio: PathLike | None = None, crf: int = 18, lossless: bool = False
+    ):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in H264_SUFFIXES | {GIF_SUFFIX}:
@@ -41,6 +45,9 @@ class VideoWriter:
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps must be a positive number, got {fps}")
         self._is_gif = suffix == GIF_SUFFIX
+        if lossless and self._is_gif:
+            raise InputError(f"{path} is a GIF, which cannot be lossless: use .mkv")
+        self._lossless = lossless
         if audio is not None:
             if self._is_gif:
                 raise InputError(f"{path} is a GIF, which cannot carry the audio of {audio}")
@@ -105,6 +112,9 @@ class VideoWriter:
         if self._is_gif:
             self._stream = self._container.add_stream("gif", rate=self._rate)
             self._stream.pix_fmt = "pal8"
+        elif self._lossless:
+            self._stream = self._container.add_stream("libx264rgb", rate=self._rate, options={"qp": "0"})
+            self._stream.pix_fmt = "rgb24"
         else:
             self._stream = self._container.add_stream(
                 "libx264", rate=self._rate, options={"crf": str(self._crf)}
@@ -124,6 +134,8 @@ class VideoWriter:
     def _to_video_frame(self, frame: np.ndarray) -> av.VideoFrame:
         if self._is_gif:
             video_frame = _palette_frame(frame)
+        elif self._lossless:
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         else:
             video_frame = av.VideoFrame.from_ndarray(_even_sized(frame), format="rgb24").reformat(
                 format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG

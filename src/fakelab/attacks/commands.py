@@ -1,0 +1,110 @@
+"""CLI of the attacks pillar: `fakelab attack`."""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+
+from tqdm import tqdm
+
+from fakelab.attacks.methods import ATTACKS, AttackConfig
+from fakelab.attacks.video import DEFAULT_CRF, attack_video, report_paths
+from fakelab.detection.checkpoint import load_detector
+from fakelab.detection.registry import ARCHITECTURES
+from fakelab.faces.detect import DETECTORS
+
+DEFAULTS = AttackConfig()
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "attack",
+        help="make a video's face fool a deepfake detector with an adversarial perturbation",
+        description="Follow the face through VIDEO, crop it as `fakelab detect` does, and perturb the "
+        "crop at its native resolution within an L-infinity budget until the detector calls it real "
+        "(white-box: ifgsm, pgd, robust = EOT over blur/noise/shifts/rescaling/JPEG; black-box from "
+        "scores only: nes, nes-robust). Writes OUTPUT (H.264, audio kept), <name>.lossless.mkv, "
+        "<name>.report.json and <name>.report.md.",
+    )
+    parser.add_argument("video", metavar="VIDEO", help="video whose face to perturb")
+    parser.add_argument("--detector", required=True, metavar="CHECKPOINT", help="detector checkpoint to fool")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), help="detector architecture, if the checkpoint does not say")
+    parser.add_argument("-o", "--output", required=True, help="attacked video (.mp4, .mov or .mkv)")
+    parser.add_argument("--method", choices=list(ATTACKS), default="ifgsm", help="attack (default: ifgsm)")
+    parser.add_argument(
+        "--eps", type=intensity, default=DEFAULTS.eps, metavar="E",
+        help="L-infinity budget: 16/255, 0.063, or whole uint8 levels such as 16 (default 16/255)",
+    )
+    parser.add_argument(
+        "--step", type=intensity, default=DEFAULTS.step, metavar="S", help="step size, as --eps (default 1/255)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULTS.max_iterations, metavar="N",
+        help=f"most iterations per frame (default {DEFAULTS.max_iterations})",
+    )
+    parser.add_argument(
+        "--margin", type=float, default=DEFAULTS.margin,
+        help=f"stop once a frame is called real by this many log-odds (default {DEFAULTS.margin:g})",
+    )
+    parser.add_argument("--frames", type=int, metavar="N", help="attack only the first N frames (the output has N frames)")
+    parser.add_argument(
+        "--recompress", type=crf_list, default=(), metavar="CRFS",
+        help="re-encode the result at these H.264 CRFs (e.g. 23,30,40) and score it again",
+    )
+    parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help=f"CRF of OUTPUT (default {DEFAULT_CRF})")
+    parser.add_argument(
+        "--eot-samples", type=int, default=DEFAULTS.eot_samples,
+        help=f"transformations per step for robust and nes-robust (default {DEFAULTS.eot_samples})",
+    )
+    parser.add_argument(
+        "--nes-samples", type=int, default=DEFAULTS.nes_samples,
+        help=f"queries per NES gradient estimate, an even number (default {DEFAULTS.nes_samples})",
+    )
+    parser.add_argument("--nes-sigma", type=float, default=DEFAULTS.nes_sigma, help="NES sampling scale (default 0.001)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
+    parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog)")
+    parser.set_defaults(handler=run_attack_command)
+
+
+def intensity(text: str) -> float:
+    """'16/255', '0.063', or whole uint8 levels ('16') -> a fraction of the [0, 1] range."""
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from None
+    return value / 255 if value >= 1 else value
+
+
+def crf_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated CRFs such as 23,30,40, got {text!r}") from None
+
+
+def run_attack_command(args: argparse.Namespace) -> None:
+    config = AttackConfig(
+        eps=args.eps,
+        step=args.step,
+        max_iterations=args.steps,
+        margin=args.margin,
+        eot_samples=args.eot_samples,
+        nes_samples=args.nes_samples,
+        nes_sigma=args.nes_sigma,
+        seed=args.seed,
+    )
+    detector = load_detector(args.detector, args.arch)
+    report = attack_video(
+        args.video,
+        detector,
+        args.output,
+        method=args.method,
+        config=config,
+        frames=args.frames,
+        recompress=args.recompress,
+        crf=args.crf,
+        face_detector=args.face_detector,
+        progress=lambda frames: tqdm(frames, total=args.frames, desc=f"attack ({args.method})", unit="frame"),
+    )
+    print(report.summary())
+    print("reports: " + ", ".join(str(path) for path in report_paths(args.output)))
