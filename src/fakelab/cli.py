@@ -14,6 +14,8 @@ from fakelab.errors import FakelabError
 
 COMMAND_MODULES = [
     "fakelab.animation.commands",
+    "fakelab.datasets.commands",
+    "fakelab.training.commands",
     "fakelab.faces.commands",
     "fakelab.attacks.commands",
 ]

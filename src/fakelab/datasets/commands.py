@@ -1,0 +1,57 @@
+"""`fakelab dataset prepare`: raw videos to a training dataset of face crops."""
+
+from __future__ import annotations
+
+import argparse
+
+from tqdm import tqdm
+
+from fakelab.datasets.prepare import FORMATS, SPLIT_CHOICES, prepare_dataset
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help="build training datasets")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    prepare = actions.add_parser(
+        "prepare",
+        help="turn raw videos into a dataset of square face crops",
+        description=(
+            "Follow the face of each video, crop it square (the box stays still while the face stays inside, "
+            "each still stretch becomes a clip named VIDEO#NNN) and write the clips as folders of PNG frames "
+            "(or mp4) into OUTPUT/train and OUTPUT/test. Whole videos go to one split."
+        ),
+    )
+    prepare.add_argument("videos", nargs="+", help="input videos")
+    prepare.add_argument("-o", "--output", required=True, help="dataset folder")
+    prepare.add_argument("--size", type=int, default=256, help="side of the square frames (default: 256)")
+    prepare.add_argument(
+        "--split", default="auto", choices=SPLIT_CHOICES, help="auto: a random --test-fraction of the videos go to test/"
+    )
+    prepare.add_argument("--test-fraction", type=float, default=0.2, help="share of videos for test/ (default: 0.2)")
+    prepare.add_argument("--min-frames", type=int, default=16, help="drop clips shorter than this (default: 16)")
+    prepare.add_argument("--format", default="png", choices=FORMATS, help="png: a folder of frames per clip (default)")
+    prepare.add_argument("--margin", type=float, default=0.5, help="room around the face, in face sizes (default: 0.5)")
+    prepare.add_argument("--no-face-crop", action="store_true", help="take the centre square of whole frames instead")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default: 0)")
+    prepare.set_defaults(handler=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    prepared = prepare_dataset(
+        args.videos,
+        args.output,
+        size=args.size,
+        split=args.split,
+        test_fraction=args.test_fraction,
+        min_frames=args.min_frames,
+        file_format=args.format,
+        face_crop=not args.no_face_crop,
+        margin=args.margin,
+        seed=args.seed,
+        progress=lambda items: tqdm(items, desc="prepare", unit="video"),
+    )
+    for video in prepared:
+        if video.skipped:
+            print(f"{video.source}: skipped ({video.skipped})")
+        else:
+            print(f"{video.source}: {len(video.clips)} clip(s) in {video.split}/")
