@@ -42,7 +42,7 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class VideoEntry:
-    """A video in a dataset: its length and any of its frames, read lazily."""
+    """A video in a dataset, whose frames are read when asked for."""
 
     def __init__(self, path: str | os.PathLike, frame_size: tuple[int, int]):
         self.path = Path(path)

@@ -304,9 +304,9 @@ def train(
     run_dir = Path(run_dir)
     group = ProcessGroup.from_environment()
     device = group.device(options.device)
+    resumed = _check_run_dir(run_dir, resume)
     fomm_config = _run_config(config, run_dir, resume)
     params = train_params(fomm_config)
-    resumed = _check_run_dir(run_dir, resume)
     state = resumed.extra.get("train_state", {}) if resumed else {}
     seed = state.get("seed", options.seed)
     batch_size = state.get("batch_size") or options.batch_size or params.batch_size
