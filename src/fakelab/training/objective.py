@@ -19,7 +19,7 @@ from torch import nn
 
 from fakelab.animation.fomm import Keypoints, KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
 from fakelab.animation.fomm.blocks import AntiAliasInterpolation2d
-from fakelab.training.params import LossWeights, TransformParams
+from fakelab.training.params import LossWeights
 from fakelab.training.perceptual import FeaturePyramid
 from fakelab.training.warps import RandomWarp
 
@@ -56,7 +56,6 @@ class ReconstructionObjective(nn.Module):
         scales,
         extra_scales,
         weights: LossWeights,
-        transform: TransformParams,
     ):
         super().__init__()
         self.kp_detector = kp_detector
@@ -65,7 +64,6 @@ class ReconstructionObjective(nn.Module):
         self.scales = tuple(scales)
         self.pyramid = ImagePyramid(dict.fromkeys((*self.scales, *extra_scales)), generator.num_channels)
         self.weights = weights
-        self.transform = transform
         if perceptual is None and any(weights.perceptual):
             raise ValueError("perceptual loss weights are set but no perceptual network was given")
 

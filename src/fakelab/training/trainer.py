@@ -118,7 +118,6 @@ class FommTrainer:
             params.scales,
             config.model_params.discriminator_params.scales if params.loss_weights.adversarial else (),
             params.loss_weights,
-            params.transform_params,
         ).to(device)
         self.objective = group.wrap(objective, device)
         # Built for every config, as the reference does (its checkpoints hold one); trained by -adv configs only.
