@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "fakelab.datasets.commands",
     "fakelab.training.commands",
     "fakelab.faces.commands",
+    "fakelab.detection.commands",
+    "fakelab.evaluate_commands",
     "fakelab.attacks.commands",
 ]
 

@@ -98,7 +98,8 @@ class SamePadConv2d(nn.Conv2d):
         for size, kernel, stride in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        # 1x1 and most stride-1 convolutions need no padding: skip the copy.
+        return super().forward(F.pad(x, pads) if any(pads) else x)
 
 
 class MBConvBlock(nn.Module):
@@ -230,6 +231,12 @@ class EfficientNetDetector(DeepfakeDetector):
 
     def fake_logit(self, images: torch.Tensor) -> torch.Tensor:
         return self(images)[:, 0]
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.efficientnet.pooled(images)[0]
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.classifier(embedding)[:, 0]
 
     def cam_layer(self) -> nn.Module:
         return self.efficientnet._bn1

@@ -73,5 +73,13 @@ class DeepfakeDetector(nn.Module, abc.ABC):
         """(N, 3, S, S) normalised images -> (N,) fake log-odds."""
 
     @abc.abstractmethod
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised images -> (N, D) the pooled features the head classifies."""
+
+    @abc.abstractmethod
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(N, D) features from `embed` -> (N,) fake log-odds; classify(embed(x)) == fake_logit(x)."""
+
+    @abc.abstractmethod
     def cam_layer(self) -> nn.Module:
         """The layer whose activations Grad-CAM weighs for a heatmap."""

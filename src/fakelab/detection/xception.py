@@ -107,9 +107,11 @@ class Xception(nn.Module):
         x = F.relu(self.bn3(self.conv3(x)))
         return self.bn4(self.conv4(x))
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(F.relu(self.features(x)), 1).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(F.relu(self.features(x)), 1).flatten(1)
-        return self.last_linear(pooled)
+        return self.last_linear(self.pooled(x))
 
 
 class XceptionDetector(DeepfakeDetector):
@@ -127,8 +129,14 @@ class XceptionDetector(DeepfakeDetector):
         return self.model(images)
 
     def fake_logit(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(images))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.pooled(images)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        logits = self.model.last_linear(embedding)
         # softmax(l)[1] == sigmoid(l[1] - l[0]), so this difference is the fake log-odds.
-        logits = self(images)
         return logits[:, 1] - logits[:, 0]
 
     def cam_layer(self) -> nn.Module:

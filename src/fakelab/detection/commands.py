@@ -1,0 +1,212 @@
+"""CLI commands of the detection pillar: `fakelab detect`, `fakelab train-detector`, and
+the `detection` kind of `fakelab evaluate` (see fakelab/evaluate_commands.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fakelab.animation.api import resolve_device
+from fakelab.detection.checkpoint import load_detector
+from fakelab.detection.evaluate import evaluate_detection, write_evaluation
+from fakelab.detection.pipeline import (
+    DEFAULT_FRAMES,
+    DEFAULT_THRESHOLD,
+    SCORING_RULE,
+    ScanFailure,
+    ScanResult,
+    VideoScore,
+    media_files,
+    ready_for_inference,
+    scan,
+    score_file,
+)
+from fakelab.detection.registry import ARCHITECTURES
+from fakelab.detection.report import DEFAULT_TOP_FRAMES, write_report
+from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, train_detector
+from fakelab.errors import InputError
+from fakelab.faces.detect import DETECTORS
+
+
+def register(subparsers) -> None:
+    _register_detect(subparsers)
+    _register_train(subparsers)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="detector weights (.pt, .pth, .p, .safetensors)")
+    parser.add_argument(
+        "--arch", choices=list(ARCHITECTURES), help="architecture (default: the one the checkpoint records or its keys show)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
+def _add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frames", type=int, default=DEFAULT_FRAMES, help=f"frames sampled evenly from each video (default {DEFAULT_FRAMES})"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"fake when the score reaches this (default {DEFAULT_THRESHOLD})"
+    )
+    parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
+
+
+def _register_detect(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "detect",
+        help="score a video, an image or a folder of them for manipulation",
+        description="Follow the face through frames sampled evenly from each video, crop it as "
+        f"FaceForensics++ does (1.3 x the face box), and score each crop; {SCORING_RULE}. A folder is "
+        "scanned file by file: a file that cannot be scored is reported and the scan goes on.",
+    )
+    parser.add_argument("input", metavar="VIDEO|IMAGE|DIR")
+    _add_model_arguments(parser)
+    _add_scoring_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--report", metavar="HTML", help="write a one-file HTML report (timeline, heatmaps)")
+    parser.add_argument(
+        "--top", type=int, default=DEFAULT_TOP_FRAMES, help=f"suspicious frames shown in the report (default {DEFAULT_TOP_FRAMES})"
+    )
+    parser.set_defaults(handler=run_detect)
+
+
+def _check_scoring(args: argparse.Namespace) -> None:
+    if args.frames < 1:
+        raise InputError(f"--frames must be at least 1, got {args.frames}")
+    if not 0 <= args.threshold <= 1:
+        raise InputError(f"--threshold is a probability, between 0 and 1; got {args.threshold}")
+
+
+def _print_outcome(outcome: VideoScore | ScanFailure, as_json: bool) -> None:
+    if isinstance(outcome, ScanFailure):
+        print(f"skipped {outcome.source}: {outcome.error}", file=sys.stderr)
+    elif not as_json:
+        print(outcome.summary(), flush=True)
+
+
+def run_detect(args: argparse.Namespace) -> None:
+    _check_scoring(args)
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"{source} does not exist")
+    detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
+    if source.is_dir():
+        paths = media_files(source)
+        result = scan(
+            detector, paths, args.frames, args.threshold, args.face_detector, lambda o: _print_outcome(o, args.json)
+        )
+        if not result.scores:
+            raise InputError(f"none of the {len(paths)} files in {source} could be scored")
+    else:
+        result = ScanResult([score_file(detector, source, args.frames, args.threshold, args.face_detector)])
+        _print_outcome(result.scores[0], args.json)
+    if args.report:
+        write_report(args.report, detector, result.scores, result.failures, args.checkpoint, args.top)
+    if args.json:
+        document = {"checkpoint": str(args.checkpoint), "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
+        print(json.dumps(document, indent=2))
+    elif args.report:
+        print(f"report written to {args.report}")
+
+
+def _register_train(subparsers) -> None:
+    defaults = TrainingConfig()
+    parser = subparsers.add_parser(
+        "train-detector",
+        help="train a deepfake detector on real and fake videos or face images",
+        description="Train a detector on the faces of real and fake videos or face images (folders, searched "
+        "recursively; images in one subfolder count as one video). Each epoch is class-balanced and "
+        "augmented (downscale, flip, noise, blur, JPEG, rotation, colour); whole videos are held out for "
+        "validation, whose AUC is printed after each epoch; training stops early when it stalls. The best "
+        "detector is written to OUTPUT, the resumable state beside it (OUTPUT.state.pt).",
+    )
+    parser.add_argument("--real", required=True, metavar="DIR", help="real videos or face images")
+    parser.add_argument("--fake", metavar="DIR", help="fake videos or face images (optional with --pseudo-fakes)")
+    parser.add_argument("-o", "--output", required=True, help="detector to write (.pt or .safetensors)")
+    parser.add_argument(
+        "--arch", choices=list(ARCHITECTURES), default=defaults.arch, help=f"architecture (default {defaults.arch}, from ImageNet weights)"
+    )
+    parser.add_argument("--init", metavar="CHECKPOINT", help="start from these detector weights")
+    parser.add_argument(
+        "--pseudo-fakes",
+        choices=PSEUDO_FAKES,
+        help="also make fakes from the real faces: self-blend = self-blended images (Shiohara & Yamasaki 2022)",
+    )
+    parser.add_argument("--triplet", action="store_true", help="add the triplet (siamese) loss on the embeddings")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"(default {defaults.batch_size})")
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help=f"AdamW learning rate (default {defaults.learning_rate:g})")
+    parser.add_argument(
+        "--frames-per-video", type=int, default=defaults.frames_per_video, help=f"faces taken from each video (default {defaults.frames_per_video})"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=defaults.val_fraction, help=f"videos held out per class (default {defaults.val_fraction})"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=defaults.patience, help=f"stop after this many epochs without a better AUC (default {defaults.patience})"
+    )
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentations")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT.state.pt")
+    parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
+    parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: cpu)")
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    config = TrainingConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        frames_per_video=args.frames_per_video,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        pseudo_fakes=args.pseudo_fakes,
+        triplet=args.triplet,
+        augment=not args.no_augment,
+        seed=args.seed,
+        face_detector=args.face_detector,
+        device=str(resolve_device(args.device)),
+    )
+    result = train_detector(
+        args.real, args.fake, args.output, config, resume=args.resume, init=args.init, progress=sys.stderr.isatty()
+    )
+    print(result.summary())
+
+
+def register_evaluation(kinds) -> None:
+    parser = kinds.add_parser(
+        "detection",
+        help="ACC, AUC, EER and AP of a detector at frame and video level",
+        description="Score every real and fake video or image (folders, searched recursively) and print ACC "
+        f"(at the threshold), AUC, EER and AP at frame level and at video level ({SCORING_RULE}). Writes "
+        "metrics.json, scores.csv and roc.png into OUTPUT.",
+    )
+    parser.add_argument("--real", required=True, metavar="DIR", help="real videos or images")
+    parser.add_argument("--fake", required=True, metavar="DIR", help="fake videos or images")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for metrics.json, scores.csv, roc.png")
+    _add_model_arguments(parser)
+    _add_scoring_arguments(parser)
+    parser.set_defaults(handler=run_evaluate_detection)
+
+
+def run_evaluate_detection(args: argparse.Namespace) -> None:
+    _check_scoring(args)
+    detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
+    progress = tqdm(desc="evaluate detection", unit="file", disable=None)
+
+    def on_result(outcome: VideoScore | ScanFailure) -> None:
+        progress.update()
+        if isinstance(outcome, ScanFailure):
+            progress.write(f"skipped {outcome.source}: {outcome.error}", file=sys.stderr)
+
+    result = evaluate_detection(detector, args.real, args.fake, args.frames, args.threshold, args.face_detector, on_result)
+    progress.close()
+    print(result.table())
+    paths = write_evaluation(result, args.output)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
