@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from tqdm import tqdm
 
-from fakelab.attacks.methods import ATTACKS, AttackConfig
+from fakelab.attacks.methods import ATTACKS, DEFAULT_MARGIN, ROBUST_MARGIN, AttackConfig
 from fakelab.attacks.video import DEFAULT_CRF, attack_video, report_paths
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.registry import ARCHITECTURES
@@ -43,8 +43,9 @@ def register(subparsers) -> None:
         help=f"most iterations per frame (default {DEFAULTS.max_iterations})",
     )
     parser.add_argument(
-        "--margin", type=float, default=DEFAULTS.margin,
-        help=f"stop once a frame is called real by this many log-odds (default {DEFAULTS.margin:g})",
+        "--margin", type=float,
+        help=f"stop once a frame is called real by this many log-odds (default {DEFAULT_MARGIN:g}; "
+        f"{ROBUST_MARGIN:g} for robust and nes-robust, which must stay real through compression)",
     )
     parser.add_argument("--frames", type=int, metavar="N", help="attack only the first N frames (the output has N frames)")
     parser.add_argument(

@@ -5,13 +5,15 @@ Deepfakes" (WACV 2021).
 Every attack takes signed steps of `step` inside the L-infinity ball of radius `eps`
 around the images (and inside [0, 1]), towards a target class, "real" unless told
 otherwise, and stops for each image on its own as soon as it is classified as the target
-with `margin` log-odds to spare. With `eps` and `step` multiples of 1/255 and images read
-from uint8, every iterate stays on the uint8 grid, so rounding the result changes nothing.
+with `margin` log-odds to spare (1 by default; 5 for the EOT attacks, whose perturbation
+must keep the image on the target's side through compression). With `eps` and `step`
+multiples of 1/255 and images read from uint8, every iterate stays on the uint8 grid, so
+rounding the result changes nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,6 +27,9 @@ from fakelab.errors import ConfigError
 
 # Images per detector call when NES queries many perturbed copies at once.
 QUERY_CHUNK = 64
+DEFAULT_MARGIN = 1.0
+ROBUST_MARGIN = 5.0
+EOT_METHODS = frozenset({"robust", "nes-robust"})
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,10 @@ class AttackConfig:
     eps: float = 16 / 255
     step: float = 1 / 255
     max_iterations: int = 100
-    # Log-odds towards the target that count as done (early stop).
-    margin: float = 1.0
+    # Log-odds towards the target that count as done (early stop); None: the method's
+    # default, DEFAULT_MARGIN, or ROBUST_MARGIN for the EOT attacks, which need room to
+    # stay on the target's side through compression.
+    margin: float | None = None
     # Transformations averaged per step by `robust` and `nes-robust`.
     eot_samples: int = 8
     # Queries per NES gradient estimate (antithetic pairs, so an even number).
@@ -58,6 +65,12 @@ class AttackConfig:
             raise ConfigError(f"the NES tile side must be at least 1 pixel, got {self.nes_tile}")
         if self.nes_sigma <= 0:
             raise ConfigError(f"the NES sigma must be positive, got {self.nes_sigma}")
+
+    def for_method(self, method: str) -> AttackConfig:
+        """This config with the method's default margin filled in, if none is set."""
+        if self.margin is not None:
+            return self
+        return replace(self, margin=ROBUST_MARGIN if method in EOT_METHODS else DEFAULT_MARGIN)
 
 
 @dataclass
@@ -96,7 +109,7 @@ def ifgsm(
 ) -> AttackResult:
     """Iterative FGSM: signed gradient steps from the clean images."""
     scorer = as_scorer(detector)
-    return _attack(scorer, images, config, target_fake, images, lambda rng: _white_box(scorer, []))
+    return _attack("ifgsm", scorer, images, config, target_fake, images, lambda rng: _white_box(scorer, []))
 
 
 def pgd(
@@ -108,7 +121,7 @@ def pgd(
     """Projected gradient descent (Madry et al.): I-FGSM from a uniform random start in the ball."""
     scorer = as_scorer(detector)
     start = random_start(images, config)
-    return _attack(scorer, images, config, target_fake, start, lambda rng: _white_box(scorer, []))
+    return _attack("pgd", scorer, images, config, target_fake, start, lambda rng: _white_box(scorer, []))
 
 
 def robust(
@@ -119,11 +132,12 @@ def robust(
 ) -> AttackResult:
     """I-FGSM on the loss averaged over the clean images and `eot_samples` random
     transformations of them, drawn afresh each step (Expectation over Transformation).
-    An image is done when both its clean score and its mean transformed score reach the margin."""
+    An image is done when both its clean score and its mean transformed score reach the
+    margin, ROBUST_MARGIN unless the config sets one."""
     scorer = as_scorer(detector)
     side = min(images.shape[-2:])
     return _attack(
-        scorer, images, config, target_fake, images,
+        "robust", scorer, images, config, target_fake, images,
         lambda rng: _white_box(scorer, _sample_transforms(config, side, rng)),
     )
 
@@ -137,7 +151,7 @@ def nes(
     """Black box: I-FGSM on gradients estimated from scores only, with antithetic Gaussian
     samples (Natural Evolution Strategies, Ilyas et al. 2018)."""
     scorer = as_scorer(detector)
-    return _attack(scorer, images, config, target_fake, images, lambda rng: _nes(scorer, config, [], rng))
+    return _attack("nes", scorer, images, config, target_fake, images, lambda rng: _nes(scorer, config, [], rng))
 
 
 def nes_robust(
@@ -150,7 +164,7 @@ def nes_robust(
     scorer = as_scorer(detector)
     side = min(images.shape[-2:])
     return _attack(
-        scorer, images, config, target_fake, images,
+        "nes-robust", scorer, images, config, target_fake, images,
         lambda rng: _nes(scorer, config, _sample_transforms(config, side, rng), rng),
     )
 
@@ -201,6 +215,7 @@ def to_uint8(images: torch.Tensor, adversarial: torch.Tensor, eps: float) -> tor
 
 
 def _attack(
+    method: str,
     scorer: Scorer,
     images: torch.Tensor,
     config: AttackConfig,
@@ -208,6 +223,7 @@ def _attack(
     start: torch.Tensor,
     probe_factory: Callable[[np.random.Generator], ProbeFactory],
 ) -> AttackResult:
+    margin = config.for_method(method).margin
     images = images.detach()
     count = images.shape[0]
     target_fake = torch.zeros(count, dtype=torch.bool) if target_fake is None else target_fake.bool()
@@ -222,7 +238,7 @@ def _attack(
     for iteration in range(config.max_iterations + 1):
         probe = probe_factory(rng)(x[active], signs[active])
         queries[active] += probe.queries
-        going_on = probe.progress < config.margin
+        going_on = probe.progress < margin
         if iteration == config.max_iterations or not going_on.any():
             break
         gradient, used = probe.gradient(going_on)

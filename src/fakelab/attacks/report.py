@@ -155,7 +155,8 @@ class VideoAttackReport:
             f"# Attack report: {self.source.name}",
             "",
             f"- method **{self.method}** against **{self.detector}**, eps {self.config['eps'] * 255:g}/255, "
-            f"step {self.config['step'] * 255:g}/255, at most {self.config['max_iterations']} iterations",
+            f"step {self.config['step'] * 255:g}/255, at most {self.config['max_iterations']} iterations, "
+            f"early stop at {self.config['margin']:g} log-odds towards real",
             f"- output: `{self.output}` (H.264 CRF {self.delivered_crf}), lossless: `{self.lossless}`",
             f"- {len(self.frames)} frames in {self.seconds:.1f} s; a frame is called fake at P(fake) >= "
             f"{FRAME_THRESHOLD}; a video is fooled when under {FOOLED_BELOW:.0%} of its frames are called fake",

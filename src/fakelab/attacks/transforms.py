@@ -10,24 +10,41 @@ two halves of an antithetic NES pair see the same transformation.
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fakelab.attacks.jpeg import jpeg_approximation
+from fakelab.errors import ConfigError
+from fakelab.video import VideoWriter, iter_frames
+
+
+TRANSFORM_KINDS = ("identity", "noise", "blur", "translate", "rescale", "jpeg", "h264")
 
 
 @dataclass(frozen=True)
 class TransformRanges:
-    """The distribution EOT samples from; each kind (and the identity) is equally likely."""
+    """The distribution EOT samples from: each of `kinds` is equally likely."""
 
+    kinds: tuple[str, ...] = TRANSFORM_KINDS
     noise_std: tuple[float, float] = (0.005, 0.03)
     blur_sigma: tuple[float, float] = (0.4, 1.6)  # pixels of the attacked crop
     max_shift: float = 0.03  # of the crop's side
     downscale: tuple[float, float] = (0.3, 0.9)
     jpeg_quality: tuple[float, float] = (40.0, 90.0)
+    # Real H.264 (an intra frame, as fakelab's writer encodes it), with the gradient
+    # passed straight through. Above the target CRF, as frames between key frames
+    # are quantised more coarsely.
+    h264_crf: tuple[int, int] = (20, 30)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(TRANSFORM_KINDS)
+        if unknown or not self.kinds:
+            raise ConfigError(f"EOT transformations are among {', '.join(TRANSFORM_KINDS)}; got {', '.join(self.kinds)}")
 
 
 @dataclass(frozen=True)
@@ -95,13 +112,42 @@ class Jpeg:
         return jpeg_approximation(images, self.quality)
 
 
-Transform = Identity | GaussianNoise | GaussianBlur | Translate | Rescale | Jpeg
-TRANSFORM_KINDS = ("identity", "noise", "blur", "translate", "rescale", "jpeg")
+@dataclass(frozen=True)
+class H264:
+    """The images as fakelab's H.264 writer and reader give them back, with the macroblock
+    grid shifted by (dx, dy) pixels; the gradient passes straight through (BPDA, Athalye
+    et al. 2018), as the codec has none."""
+
+    crf: int
+    dx: int = 0
+    dy: int = 0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            coded = torch.stack([self._round_trip(image) for image in images]).to(images)
+        return images + (coded - images).detach()
+
+    def _round_trip(self, image: torch.Tensor) -> torch.Tensor:
+        pixels = (image.detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        shifted = np.pad(pixels, ((self.dy, 0), (self.dx, 0), (0, 0)), mode="edge")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "frame.mp4"
+            with VideoWriter(path, 25, crf=self.crf) as writer:
+                writer.write(shifted)
+            decoded = next(iter_frames(path))
+        height, width = pixels.shape[:2]
+        crop = decoded[self.dy : self.dy + height, self.dx : self.dx + width]
+        return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
+
+
+Transform = Identity | GaussianNoise | GaussianBlur | Translate | Rescale | Jpeg | H264
+# The macroblock size of H.264: shifts beyond it give the same grid.
+MACROBLOCK = 16
 
 
 def sample_transform(ranges: TransformRanges, side: int, rng: np.random.Generator) -> Transform:
     """One transform for crops of `side` pixels."""
-    kind = TRANSFORM_KINDS[rng.integers(len(TRANSFORM_KINDS))]
+    kind = ranges.kinds[rng.integers(len(ranges.kinds))]
     if kind == "noise":
         return GaussianNoise(float(rng.uniform(*ranges.noise_std)), int(rng.integers(2**31)))
     if kind == "blur":
@@ -113,4 +159,7 @@ def sample_transform(ranges: TransformRanges, side: int, rng: np.random.Generato
         return Rescale(float(rng.uniform(*ranges.downscale)))
     if kind == "jpeg":
         return Jpeg(float(rng.uniform(*ranges.jpeg_quality)))
+    if kind == "h264":
+        low, high = ranges.h264_crf
+        return H264(int(rng.integers(low, high + 1)), *(int(v) for v in rng.integers(0, MACROBLOCK, size=2)))
     return Identity()

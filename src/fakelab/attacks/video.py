@@ -58,6 +58,7 @@ def attack_video(
     started = time.monotonic()
     output = Path(output)
     _check_request(video, output, method, frames, recompress, crf)
+    config = config.for_method(method)
     info = probe_video(video)
     boxes, found = face_boxes(video, frames or info.frame_count, face_detector)
     detector.eval()

@@ -11,6 +11,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fakelab.animation.api import resolve_device
+from fakelab.attacks.commands import intensity
+from fakelab.attacks.evaluation import evaluate_detection_under_attack
+from fakelab.attacks.methods import ATTACKS, AttackConfig
+from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, TRAINING_STEPS
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.evaluate import evaluate_detection, write_evaluation
 from fakelab.detection.pipeline import (
@@ -150,6 +154,15 @@ def _register_train(subparsers) -> None:
         "--patience", type=int, default=defaults.patience, help=f"stop after this many epochs without a better AUC (default {defaults.patience})"
     )
     parser.add_argument("--no-augment", action="store_true", help="train without augmentations")
+    parser.add_argument(
+        "--adversarial",
+        choices=ADVERSARIAL_METHODS,
+        help="adversarial training: half of each batch replaced by PGD examples towards the wrong class",
+    )
+    parser.add_argument(
+        "--adversarial-eps", type=intensity, default=TRAINING_EPS, metavar="E",
+        help=f"budget of those examples, e.g. 4/255 (default; {TRAINING_STEPS} PGD steps of 2.5 E / {TRAINING_STEPS})",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT.state.pt")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
@@ -169,6 +182,8 @@ def run_train(args: argparse.Namespace) -> None:
         pseudo_fakes=args.pseudo_fakes,
         triplet=args.triplet,
         augment=not args.no_augment,
+        adversarial=args.adversarial,
+        adversarial_eps=args.adversarial_eps,
         seed=args.seed,
         face_detector=args.face_detector,
         device=str(resolve_device(args.device)),
@@ -190,6 +205,12 @@ def register_evaluation(kinds) -> None:
     parser.add_argument("--real", required=True, metavar="DIR", help="real videos or images")
     parser.add_argument("--fake", required=True, metavar="DIR", help="fake videos or images")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for metrics.json, scores.csv, roc.png")
+    parser.add_argument(
+        "--attack",
+        choices=list(ATTACKS),
+        help="attack every scored face first, towards the wrong class (fakelab attack's methods and budget)",
+    )
+    parser.add_argument("--eps", type=intensity, default=AttackConfig().eps, help="attack budget, e.g. 16/255 (default)")
     _add_model_arguments(parser)
     _add_scoring_arguments(parser)
     parser.set_defaults(handler=run_evaluate_detection)
@@ -205,7 +226,13 @@ def run_evaluate_detection(args: argparse.Namespace) -> None:
         if isinstance(outcome, ScanFailure):
             progress.write(f"skipped {outcome.source}: {outcome.error}", file=sys.stderr)
 
-    result = evaluate_detection(detector, args.real, args.fake, args.frames, args.threshold, args.face_detector, on_result)
+    if args.attack:
+        result = evaluate_detection_under_attack(
+            detector, args.real, args.fake, args.attack, AttackConfig(eps=args.eps),
+            args.frames, args.threshold, args.face_detector, on_result,
+        )
+    else:
+        result = evaluate_detection(detector, args.real, args.fake, args.frames, args.threshold, args.face_detector, on_result)
     progress.close()
     print(result.table())
     paths = write_evaluation(result, args.output)

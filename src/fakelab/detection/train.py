@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fakelab.atomic import atomic_output
+from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, adversarial_batch, training_pgd
 from fakelab.detection.augment import AugmentationConfig, FaceAugmentation
 from fakelab.detection.checkpoint import load_detector, pretrained_lite0_detector, save_detector
 from fakelab.detection.metrics import roc_auc
@@ -67,6 +68,9 @@ class TrainingConfig:
     augment: bool = True
     augmentation: AugmentationConfig = AugmentationConfig()
     self_blend: SelfBlendConfig = SelfBlendConfig()
+    # "pgd": half of each batch replaced by PGD examples (fakelab.attacks.training).
+    adversarial: str | None = None
+    adversarial_eps: float = TRAINING_EPS
     seed: int = 0
     face_detector: str | None = None
     device: str = "cpu"
@@ -76,6 +80,8 @@ class TrainingConfig:
             raise ConfigError(f"unknown detector architecture {self.arch!r}; known: {', '.join(ARCHITECTURES)}")
         if self.pseudo_fakes not in (None, *PSEUDO_FAKES):
             raise ConfigError(f"unknown pseudo-fake method {self.pseudo_fakes!r}; known: {', '.join(PSEUDO_FAKES)}")
+        if self.adversarial not in (None, *ADVERSARIAL_METHODS):
+            raise ConfigError(f"unknown adversarial training {self.adversarial!r}; known: {', '.join(ADVERSARIAL_METHODS)}")
         if self.epochs < 1 or self.batch_size < 2 or self.frames_per_video < 1 or self.patience < 1:
             raise ConfigError("epochs, frames per video and patience must be at least 1, the batch size at least 2")
         if not 0 < self.val_fraction < 1:
@@ -334,6 +340,8 @@ def _train_epoch(
             images = [augmentation(image, rng) for image in images]
         labels = torch.tensor([item_label(samples, item) for item in chunk], device=device)
         batch = detector.input_spec.prepare(images).to(device)
+        if config.adversarial:
+            batch = adversarial_batch(detector, batch, labels, training_pgd(config.adversarial_eps))
         loss = batch_loss(detector, batch, labels, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
