@@ -112,15 +112,19 @@ def prepare_clips(work: Path = DEFAULT_WORK, media: Path = MEDIA) -> Clips:
     return clips
 
 
-def trained_detector(clips: Clips, name: str = "lite0", config: TrainingConfig = DETECTOR_CONFIG) -> Path:
-    """The detector trained on the training clips (trained once, then reused)."""
+def trained_detector(
+    clips: Clips, name: str = "lite0", config: TrainingConfig = DETECTOR_CONFIG, init: Path | None = None
+) -> Path:
+    """The detector trained on the training clips (trained once, then reused), from ImageNet
+    or from the detector at `init`."""
     output = clips.work / f"{name}.safetensors"
     if output.exists() and not output.with_name(output.name + ".state.pt").exists():
         return output
     state = output.with_name(output.name + ".state.pt")
     started = time.perf_counter()
     result = train_detector(
-        clips.folder("train", "real"), clips.folder("train", "fake"), output, config, resume=state.exists(), log=log
+        clips.folder("train", "real"), clips.folder("train", "fake"), output, config,
+        resume=state.exists(), init=init, log=log,
     )
     state.unlink()
     log(f"{name}: {result.summary()} ({time.perf_counter() - started:.0f} s)")

@@ -99,7 +99,6 @@ def main() -> None:
     )
     parser.add_argument("--crfs", nargs="+", type=int, default=[23, 30, 40])
     parser.add_argument("--frames", type=int, help="attack only the first N frames of each clip")
-    parser.add_argument("--nes-tile", type=int, default=AttackConfig().nes_tile)
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -110,7 +109,7 @@ def main() -> None:
     summaries = []
     for spec in args.methods:
         method, _, margin = spec.partition(":")
-        config = AttackConfig(nes_tile=args.nes_tile, margin=float(margin) if margin else None)
+        config = AttackConfig(margin=float(margin) if margin else None)
         reports, detect_rates = [], []
         for clip, _ in targets:
             output = args.work / "attacks" / spec.replace(":", "-margin") / f"{clip.stem}.mp4"
@@ -127,7 +126,7 @@ def main() -> None:
     result = {
         "detector": str(trained_detector(clips)),
         "clips": [{"file": str(path), "called_fake": rate} for path, rate in targets],
-        "config": {key: value for key, value in asdict(AttackConfig(nes_tile=args.nes_tile)).items() if key != "margin"},
+        "config": {key: value for key, value in asdict(AttackConfig()).items() if key != "margin"},
         "methods": summaries,
     }
     (args.work / "recompression.json").write_text(json.dumps(result, indent=2))

@@ -9,15 +9,22 @@ Only three real videos exist (../shared/media d0, d12, d13), so the split is in 
 - every video is face-cropped to 256x256 (the face pipeline's FOMM-style crop, which is
   also what the animation models take and give);
 - its first TRAIN_FRACTION of frames are cut into clips of CLIP_FRAMES frames: the
-  training reals (validation holds out whole clips);
+  training reals, both as 256x256 crops and at the video's own resolution, so that the
+  detector sees faces at both sharpnesses (validation holds out whole clips; the two
+  versions of one clip may fall on both sides, which flatters only the validation AUC);
 - its last frames are cut the same way: the held-out real test clips;
 - fakes: each test clip drives the landmark-warp animation of a source from another
   identity: the three portraits s0, s4, s7 (face-cropped the same way) and the first
   frame of the test part of each other video. So every fake moves like a real test clip,
   and every fake identity also appears as a real person or as a portrait.
 
-Real and fake test clips both go through one H.264 encode at the same quality, at the
-same size, and are scored by the same `fakelab detect` pipeline (frames sampled evenly,
+Recipe: Lite0 from ImageNet, self-blended pseudo-fakes whose transformed copy is also bent
+by a smooth local warp half of the time, augmentations including random reframing, 4
+epochs, batch 16, AdamW 2e-4; `--plain` runs the first recipe instead (the paper's
+self-blend without the warp, no reframing, 256-pixel training clips only).
+
+Real and fake test clips are written by the same H.264 writer at the same quality and
+size, and are scored by the same `fakelab detect` pipeline (frames sampled evenly,
 face tracked, FaceForensics++ 1.3x crop). Prints video-level AUC and accuracy (and frame
 level), overall and for the two kinds of fake sources, and writes metrics.json and
 roc.png in the work folder.
@@ -134,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
     parser.add_argument("--work", type=Path, default=Path("/tmp/fakelab-detector-experiment"))
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--frames", type=int, default=16, help="frames scored per test clip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

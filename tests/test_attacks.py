@@ -182,8 +182,7 @@ def test_ifgsm_at_16_makes_lite0_call_the_fake_clip_real(clips, lite0_detector):
 
 def test_nes_fools_the_tiny_detector_from_scores_alone(clips, tiny_detector):
     crops = native_face_crops(clips["fake"])[:6]
-    # The tiny CNN sees the crop 2.6 times smaller: tiles of 4 pixels are about 1.5 of its pixels.
-    config = AttackConfig(nes_tile=4)
+    config = AttackConfig()
     adversarial, results = attacked_crops(tiny_detector, crops, "nes", config)
     crops_in = [crop_frame(a, [0, 0, a.shape[1], a.shape[0]], 64) for a in adversarial]
     fooled = 1 - fake_rate(tiny_detector, crops_in)
@@ -251,7 +250,7 @@ def test_nes_estimate_points_along_the_true_gradient():
     from fakelab.attacks.methods import _nes_gradient
 
     image = torch.full((1, 3, 8, 8), 0.5)
-    config = AttackConfig(nes_samples=400)
+    config = AttackConfig(nes_samples=400, nes_tile=1)
     estimate, queries = _nes_gradient(
         linear, image, torch.tensor([-1.0]), config, False, np.random.default_rng(0), torch.Generator().manual_seed(0)
     )
@@ -265,6 +264,8 @@ def test_attack_config_rejects_bad_values():
         AttackConfig(nes_samples=5)
     with pytest.raises(ConfigError, match="eps and step"):
         AttackConfig(eps=0)
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        AttackConfig(nes_momentum=1.0)
     with pytest.raises(ConfigError, match="unknown attack 'fgsm'"):
         run_attack("fgsm", lambda x: x.sum(dim=(1, 2, 3)), torch.zeros(1, 3, 4, 4))
 

@@ -62,6 +62,14 @@ def register(subparsers) -> None:
         help=f"queries per NES gradient estimate, an even number (default {DEFAULTS.nes_samples})",
     )
     parser.add_argument("--nes-sigma", type=float, default=DEFAULTS.nes_sigma, help="NES sampling scale (default 0.001)")
+    parser.add_argument(
+        "--nes-tile", type=int, default=DEFAULTS.nes_tile,
+        help=f"NES samples one value per square of this many pixels (default {DEFAULTS.nes_tile})",
+    )
+    parser.add_argument(
+        "--nes-momentum", type=float, default=DEFAULTS.nes_momentum,
+        help=f"NES steps along a running average of its estimates (default {DEFAULTS.nes_momentum:g})",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog)")
     parser.set_defaults(handler=run_attack_command)
@@ -92,6 +100,8 @@ def run_attack_command(args: argparse.Namespace) -> None:
         eot_samples=args.eot_samples,
         nes_samples=args.nes_samples,
         nes_sigma=args.nes_sigma,
+        nes_tile=args.nes_tile,
+        nes_momentum=args.nes_momentum,
         seed=args.seed,
     )
     detector = load_detector(args.detector, args.arch)

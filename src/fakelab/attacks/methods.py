@@ -30,6 +30,7 @@ QUERY_CHUNK = 64
 DEFAULT_MARGIN = 1.0
 ROBUST_MARGIN = 5.0
 EOT_METHODS = frozenset({"robust", "nes-robust"})
+NES_METHODS = frozenset({"nes", "nes-robust"})
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,10 @@ class AttackConfig:
     nes_sigma: float = 0.001
     # NES samples one value per `nes_tile` x `nes_tile` square of pixels: a search space
     # that many times smaller, which estimates a coarser gradient from the same queries.
-    nes_tile: int = 1
+    nes_tile: int = 2
+    # NES steps along a running average of its estimates (velocity = momentum * velocity +
+    # estimate), which averages their noise over iterations.
+    nes_momentum: float = 0.9
     transforms: TransformRanges = field(default_factory=TransformRanges)
     seed: int = 0
 
@@ -61,6 +65,8 @@ class AttackConfig:
             raise ConfigError(f"EOT needs at least one transformation per step, got {self.eot_samples}")
         if self.nes_samples < 2 or self.nes_samples % 2:
             raise ConfigError(f"NES samples come in antithetic pairs: give an even number, got {self.nes_samples}")
+        if not 0 <= self.nes_momentum < 1:
+            raise ConfigError(f"the NES momentum must be in [0, 1), got {self.nes_momentum}")
         if self.nes_tile < 1:
             raise ConfigError(f"the NES tile side must be at least 1 pixel, got {self.nes_tile}")
         if self.nes_sigma <= 0:
@@ -224,6 +230,7 @@ def _attack(
     probe_factory: Callable[[np.random.Generator], ProbeFactory],
 ) -> AttackResult:
     margin = config.for_method(method).margin
+    momentum = config.nes_momentum if method in NES_METHODS else 0.0
     images = images.detach()
     count = images.shape[0]
     target_fake = torch.zeros(count, dtype=torch.bool) if target_fake is None else target_fake.bool()
@@ -232,6 +239,7 @@ def _attack(
     with torch.no_grad():
         logits_before = scorer(images)
     x = start.detach().clone()
+    velocity = torch.zeros_like(x)
     iterations = torch.zeros(count, dtype=torch.long)
     queries = torch.zeros(count, dtype=torch.long)
     active = torch.arange(count)
@@ -244,8 +252,9 @@ def _attack(
         gradient, used = probe.gradient(going_on)
         active = active[going_on]
         queries[active] += used
+        velocity[active] = momentum * velocity[active] + gradient
         # The loss falls as the score moves towards the target, so step against its gradient.
-        x[active] = project(x[active] - config.step * gradient.sign(), images[active], config.eps)
+        x[active] = project(x[active] - config.step * velocity[active].sign(), images[active], config.eps)
         iterations[active] += 1
     with torch.no_grad():
         logits_after = scorer(x)
