@@ -15,7 +15,9 @@ fooled (under half their frames called fake), mean PSNR and SSIM over the face c
 iterations and queries; writes recompression.json in the work folder.
 
     python bench/attack_recompression.py [--work /tmp/fakelab-attack-bench] [--clips 3]
-        [--methods ifgsm robust ifgsm:5] [--crfs 23 30 40] [--frames N]
+        [--methods ifgsm robust ifgsm:5] [--crfs 23 30 40] [--frames N] [--json recompression.json]
+
+The black-box figures: --methods nes --frames 8 --json nes.json
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def main() -> None:
     )
     parser.add_argument("--crfs", nargs="+", type=int, default=[23, 30, 40])
     parser.add_argument("--frames", type=int, help="attack only the first N frames of each clip")
+    parser.add_argument("--json", default="recompression.json", help="file written in the work folder")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -129,8 +132,8 @@ def main() -> None:
         "config": {key: value for key, value in asdict(AttackConfig()).items() if key != "margin"},
         "methods": summaries,
     }
-    (args.work / "recompression.json").write_text(json.dumps(result, indent=2))
-    log(f"wrote {args.work / 'recompression.json'}")
+    (args.work / args.json).write_text(json.dumps(result, indent=2))
+    log(f"wrote {args.work / args.json}")
 
 
 if __name__ == "__main__":

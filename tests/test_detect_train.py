@@ -129,3 +129,19 @@ def test_short_run_resumes_into_the_same_detector(capsys, monkeypatch, real_vide
     for key, tensor in b["model"].items():
         torch.testing.assert_close(a["model"][key], tensor, rtol=0, atol=0, msg=key)
     assert load_detector(interrupted).arch == "tiny"
+
+
+def test_adversarial_training_picks_the_epoch_that_best_resists_attacks(capsys, monkeypatch, real_videos, tmp_path):
+    monkeypatch.setitem(ARCHITECTURES, "tiny", TinyDetector)
+    output = tmp_path / "robust.safetensors"
+    arguments = ["train-detector", "--real", real_videos, "--arch", "tiny", "--pseudo-fakes", "self-blend",
+                 "--frames-per-video", "2", "--batch-size", "2", "--val-fraction", "0.5", "--epochs", "2",
+                 "--adversarial", "pgd", "-o", output]  # fmt: skip
+    assert main([str(a) for a in arguments]) == 0
+    printed = capsys.readouterr().out
+    assert "under attack" in printed and "best validation AUC under attack" in printed
+    history = torch.load(state_path(output), weights_only=True)["history"]
+    attacked = [record["val_attacked_auc"] for record in history]
+    assert len(attacked) == 2 and all(a <= r["val_auc"] for a, r in zip(attacked, history))
+    state = torch.load(state_path(output), weights_only=True)
+    assert state["best_auc"] == max(attacked) and state["best_epoch"] == 1 + attacked.index(max(attacked))

@@ -29,8 +29,6 @@ from fakelab.errors import ConfigError
 QUERY_CHUNK = 64
 DEFAULT_MARGIN = 1.0
 ROBUST_MARGIN = 5.0
-EOT_METHODS = frozenset({"robust", "nes-robust"})
-NES_METHODS = frozenset({"nes", "nes-robust"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class AttackConfig:
         """This config with the method's default margin filled in, if none is set."""
         if self.margin is not None:
             return self
-        return replace(self, margin=ROBUST_MARGIN if method in EOT_METHODS else DEFAULT_MARGIN)
+        return replace(self, margin=ROBUST_MARGIN if ATTACKS[method].eot else DEFAULT_MARGIN)
 
 
 @dataclass
@@ -107,81 +105,57 @@ class Probe:
 ProbeFactory = Callable[[torch.Tensor, torch.Tensor], Probe]  # (iterates, target signs) -> Probe
 
 
-def ifgsm(
-    detector: DeepfakeDetector | Scorer,
-    images: torch.Tensor,
-    config: AttackConfig = AttackConfig(),
-    target_fake: torch.Tensor | None = None,
-) -> AttackResult:
-    """Iterative FGSM: signed gradient steps from the clean images."""
-    scorer = as_scorer(detector)
-    return _attack("ifgsm", scorer, images, config, target_fake, images, lambda rng: _white_box(scorer, []))
+@dataclass(frozen=True)
+class Method:
+    """One attack: where it starts, whether it averages over transformations (EOT) and
+    whether it sees gradients or only scores. Call it as
+    `method(detector, images, config, target_fake)`."""
+
+    name: str
+    description: str
+    random_start: bool = False
+    eot: bool = False
+    black_box: bool = False
+
+    def __call__(
+        self,
+        detector: DeepfakeDetector | Scorer,
+        images: torch.Tensor,
+        config: AttackConfig = AttackConfig(),
+        target_fake: torch.Tensor | None = None,
+    ) -> AttackResult:
+        scorer = as_scorer(detector)
+        start = random_start(images, config) if self.random_start else images
+        side = min(images.shape[-2:])
+
+        def probes(rng: np.random.Generator) -> ProbeFactory:
+            transforms = _sample_transforms(config, side, rng) if self.eot else []
+            return _nes(scorer, config, transforms, rng) if self.black_box else _white_box(scorer, transforms)
+
+        return _attack(self, scorer, images, config, target_fake, start, probes)
 
 
-def pgd(
-    detector: DeepfakeDetector | Scorer,
-    images: torch.Tensor,
-    config: AttackConfig = AttackConfig(),
-    target_fake: torch.Tensor | None = None,
-) -> AttackResult:
-    """Projected gradient descent (Madry et al.): I-FGSM from a uniform random start in the ball."""
-    scorer = as_scorer(detector)
-    start = random_start(images, config)
-    return _attack("pgd", scorer, images, config, target_fake, start, lambda rng: _white_box(scorer, []))
+ifgsm = Method("ifgsm", "Iterative FGSM: signed gradient steps from the clean images.")
+pgd = Method("pgd", "Projected gradient descent (Madry et al.): I-FGSM from a uniform random start in the ball.", random_start=True)
+robust = Method(
+    "robust",
+    "I-FGSM on the loss averaged over the clean images and `eot_samples` random transformations of "
+    "them, drawn afresh each step (Expectation over Transformation). An image is done when both its "
+    "clean score and its mean transformed score reach the margin, ROBUST_MARGIN unless the config sets one.",
+    eot=True,
+)
+nes = Method(
+    "nes",
+    "Black box: I-FGSM on gradients estimated from scores only, with antithetic Gaussian samples "
+    "(Natural Evolution Strategies, Ilyas et al. 2018), stepping along their momentum average.",
+    black_box=True,
+)
+nes_robust = Method(
+    "nes-robust", "NES on the EOT loss: each antithetic pair is scored through its own random transformation.",
+    eot=True, black_box=True,
+)
 
-
-def robust(
-    detector: DeepfakeDetector | Scorer,
-    images: torch.Tensor,
-    config: AttackConfig = AttackConfig(),
-    target_fake: torch.Tensor | None = None,
-) -> AttackResult:
-    """I-FGSM on the loss averaged over the clean images and `eot_samples` random
-    transformations of them, drawn afresh each step (Expectation over Transformation).
-    An image is done when both its clean score and its mean transformed score reach the
-    margin, ROBUST_MARGIN unless the config sets one."""
-    scorer = as_scorer(detector)
-    side = min(images.shape[-2:])
-    return _attack(
-        "robust", scorer, images, config, target_fake, images,
-        lambda rng: _white_box(scorer, _sample_transforms(config, side, rng)),
-    )
-
-
-def nes(
-    detector: DeepfakeDetector | Scorer,
-    images: torch.Tensor,
-    config: AttackConfig = AttackConfig(),
-    target_fake: torch.Tensor | None = None,
-) -> AttackResult:
-    """Black box: I-FGSM on gradients estimated from scores only, with antithetic Gaussian
-    samples (Natural Evolution Strategies, Ilyas et al. 2018)."""
-    scorer = as_scorer(detector)
-    return _attack("nes", scorer, images, config, target_fake, images, lambda rng: _nes(scorer, config, [], rng))
-
-
-def nes_robust(
-    detector: DeepfakeDetector | Scorer,
-    images: torch.Tensor,
-    config: AttackConfig = AttackConfig(),
-    target_fake: torch.Tensor | None = None,
-) -> AttackResult:
-    """NES on the EOT loss: each antithetic pair is scored through its own random transformation."""
-    scorer = as_scorer(detector)
-    side = min(images.shape[-2:])
-    return _attack(
-        "nes-robust", scorer, images, config, target_fake, images,
-        lambda rng: _nes(scorer, config, _sample_transforms(config, side, rng), rng),
-    )
-
-
-ATTACKS: dict[str, Callable[..., AttackResult]] = {
-    "ifgsm": ifgsm,
-    "pgd": pgd,
-    "robust": robust,
-    "nes": nes,
-    "nes-robust": nes_robust,
-}
+ATTACKS: dict[str, Method] = {method.name: method for method in (ifgsm, pgd, robust, nes, nes_robust)}
 
 
 def run_attack(
@@ -221,7 +195,7 @@ def to_uint8(images: torch.Tensor, adversarial: torch.Tensor, eps: float) -> tor
 
 
 def _attack(
-    method: str,
+    method: Method,
     scorer: Scorer,
     images: torch.Tensor,
     config: AttackConfig,
@@ -229,8 +203,8 @@ def _attack(
     start: torch.Tensor,
     probe_factory: Callable[[np.random.Generator], ProbeFactory],
 ) -> AttackResult:
-    margin = config.for_method(method).margin
-    momentum = config.nes_momentum if method in NES_METHODS else 0.0
+    margin = config.for_method(method.name).margin
+    momentum = config.nes_momentum if method.black_box else 0.0
     images = images.detach()
     count = images.shape[0]
     target_fake = torch.zeros(count, dtype=torch.bool) if target_fake is None else target_fake.bool()

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fakelab.atomic import atomic_output
+from fakelab.attacks.evaluation import attack_face_crops
 from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, adversarial_batch, training_pgd
 from fakelab.detection.augment import AugmentationConfig, FaceAugmentation
 from fakelab.detection.checkpoint import load_detector, pretrained_lite0_detector, save_detector
@@ -106,12 +107,20 @@ class EpochRecord:
     val_auc: float
     val_accuracy: float
     seconds: float
+    # Adversarial training only: the validation AUC with every face attacked by the training
+    # inner loop, which picks the best epoch there.
+    val_attacked_auc: float | None = None
+
+    @property
+    def selection_auc(self) -> float:
+        return self.val_auc if self.val_attacked_auc is None else self.val_attacked_auc
 
     def summary(self, epochs: int, best: bool) -> str:
         mark = " (best)" if best else ""
+        attacked = "" if self.val_attacked_auc is None else f", under attack {self.val_attacked_auc:.4f}"
         return (
             f"epoch {self.epoch}/{epochs}: train loss {self.train_loss:.4f}, validation AUC "
-            f"{self.val_auc:.4f}{mark}, accuracy {self.val_accuracy:.3f} ({self.seconds:.0f} s)"
+            f"{self.val_auc:.4f}{attacked}{mark}, accuracy {self.val_accuracy:.3f} ({self.seconds:.0f} s)"
         )
 
 
@@ -127,9 +136,10 @@ class TrainingResult:
     val_faces: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        why = "stopped early: no better validation AUC" if self.stopped_early else "done"
+        judge = "validation AUC" + (" under attack" if self.history and self.history[-1].val_attacked_auc is not None else "")
+        why = f"stopped early: no better {judge}" if self.stopped_early else "done"
         return (
-            f"{why} after {len(self.history)} epochs; best validation AUC {self.best_auc:.4f} at epoch "
+            f"{why} after {len(self.history)} epochs; best {judge} {self.best_auc:.4f} at epoch "
             f"{self.best_epoch}, saved to {self.checkpoint}"
         )
 
@@ -350,10 +360,20 @@ def _train_epoch(
     return float(np.mean(losses))
 
 
-def _validate(detector: DeepfakeDetector, validation: _Validation, batch_size: int) -> tuple[float, float]:
-    logits = score_frames(detector, validation.images, batch_size)
+def _validate(detector: DeepfakeDetector, validation: _Validation, config: TrainingConfig) -> tuple[float, float, float | None]:
+    """Validation AUC and accuracy; for adversarial training also the AUC with every face
+    attacked by the training inner loop (robust overfitting, Rice et al. 2020, makes the
+    clean AUC a poor judge of which epoch resists attacks best)."""
+    logits = score_frames(detector, validation.images, config.batch_size)
     accuracy = float(np.mean((logits >= 0) == (validation.labels == FAKE)))
-    return roc_auc(validation.labels, logits), accuracy
+    attacked_auc = None
+    if config.adversarial:
+        attacked = attack_face_crops(
+            detector, validation.images, validation.labels, config.adversarial,
+            training_pgd(config.adversarial_eps), config.batch_size,
+        )
+        attacked_auc = roc_auc(validation.labels, score_frames(detector, attacked.crops, config.batch_size))
+    return roc_auc(validation.labels, logits), accuracy, attacked_auc
 
 
 def _save_state(path: Path, detector, optimizer, config, epoch, best_auc, best_epoch, stale, history) -> None:
@@ -450,12 +470,12 @@ def train_detector(
         loss = _train_epoch(
             detector, optimizer, samples, items, config, rng, augmentation, progress, f"epoch {epoch}"
         )
-        auc, accuracy = _validate(detector, validation, config.batch_size)
-        record = EpochRecord(epoch, loss, auc, accuracy, time.perf_counter() - started)
+        auc, accuracy, attacked_auc = _validate(detector, validation, config)
+        record = EpochRecord(epoch, loss, auc, accuracy, time.perf_counter() - started, attacked_auc)
         history.append(record)
-        improved = auc > best_auc
+        improved = record.selection_auc > best_auc
         if improved:
-            best_auc, best_epoch, stale = auc, epoch, 0
+            best_auc, best_epoch, stale = record.selection_auc, epoch, 0
             save_detector(detector, output)
         else:
             stale += 1
