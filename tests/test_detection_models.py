@@ -26,7 +26,7 @@ from fakelab.detection.checkpoint import (
 )
 from fakelab.detection.efficientnet import LITE0_INPUT, efficientnet_b4, efficientnet_b4_att, efficientnet_lite0
 from fakelab.detection.registry import build_detector
-from fakelab.detection.spec import InputSpec
+from fakelab.detection.spec import InputSpec, fold_batch_norms
 from fakelab.detection.xception import Block, SeparableConv2d, Xception, XceptionDetector
 from fakelab.errors import CheckpointError, ConfigError, InputError
 
@@ -305,6 +305,28 @@ def test_b4_forward_shapes_and_attention_map(b4, b4_att):
     assert logits.shape == (2, 1)
     assert attention.shape == (2, 1, 8, 8)  # stride 8 at block 9
     assert float(attention.min()) > 0.0 and float(attention.max()) < 1.0
+
+
+def test_inference_folds_batch_norms_without_changing_scores_or_heatmaps(b4_att):
+    import copy
+
+    from fakelab.detection.gradcam import grad_cam
+    from fakelab.detection.pipeline import ready_for_inference
+
+    detector = copy.deepcopy(b4_att).eval()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits, attention = detector.forward_with_attention(images)
+    heatmaps = grad_cam(detector, images)
+    with pytest.raises(InputError, match="eval mode"):
+        fold_batch_norms(copy.deepcopy(detector).train())
+    ready = ready_for_inference(detector)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ready.modules())
+    with torch.no_grad():
+        folded_logits, folded_attention = ready.forward_with_attention(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(folded_logits, logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(folded_attention, attention, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad_cam(ready, images), heatmaps, atol=1e-3, rtol=1e-3)
 
 
 # --- loading errors and round trips ------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -209,6 +210,15 @@ class EfficientNet(nn.Module):
         """ImageNet logits; only for a backbone built with `num_classes`."""
         return self._fc(self.pooled(x)[0])
 
+    def conv_norm_pairs(self) -> Iterator[tuple[nn.Module, str, str]]:
+        yield self, "_conv_stem", "_bn0"
+        for block in self._blocks:
+            if hasattr(block, "_expand_conv"):
+                yield block, "_expand_conv", "_bn0"
+            yield block, "_depthwise_conv", "_bn1"
+            yield block, "_project_conv", "_bn2"
+        yield self, "_conv_head", "_bn1"
+
 
 class EfficientNetDetector(DeepfakeDetector):
     """An EfficientNet backbone (`efficientnet`) with a single-logit head (`classifier`)."""
@@ -240,6 +250,9 @@ class EfficientNetDetector(DeepfakeDetector):
 
     def cam_layer(self) -> nn.Module:
         return self.efficientnet._bn1
+
+    def conv_norm_pairs(self) -> Iterator[tuple[nn.Module, str, str]]:
+        return self.efficientnet.conv_norm_pairs()
 
 
 def efficientnet_b4() -> EfficientNetDetector:

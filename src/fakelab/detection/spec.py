@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fakelab.errors import InputError
 
@@ -83,3 +84,21 @@ class DeepfakeDetector(nn.Module, abc.ABC):
     @abc.abstractmethod
     def cam_layer(self) -> nn.Module:
         """The layer whose activations Grad-CAM weighs for a heatmap."""
+
+    def conv_norm_pairs(self) -> Iterator[tuple[nn.Module, str, str]]:
+        """(owner, convolution name, batch-norm name) for each convolution whose output goes
+        straight into a batch norm, which inference can fold into it; none by default."""
+        return iter(())
+
+
+def fold_batch_norms(detector: DeepfakeDetector) -> DeepfakeDetector:
+    """Fold each batch norm that follows a convolution into it, in place, for inference: the
+    same outputs (to float rounding) from one operation fewer per layer. Needs eval mode,
+    whose frozen statistics are what gets folded; the detector can no longer be trained."""
+    if detector.training:
+        raise InputError("batch norms can only be folded in eval mode")
+    for owner, conv_name, norm_name in list(detector.conv_norm_pairs()):
+        conv, norm = getattr(owner, conv_name), getattr(owner, norm_name)
+        setattr(owner, conv_name, fuse_conv_bn_eval(conv, norm))
+        setattr(owner, norm_name, nn.Identity())
+    return detector
