@@ -15,7 +15,7 @@ fooled (under half their frames called fake), mean PSNR and SSIM over the face c
 iterations and queries; writes recompression.json in the work folder.
 
     python bench/attack_recompression.py [--work /tmp/fakelab-attack-bench] [--clips 3]
-        [--methods ifgsm robust ifgsm:5] [--crfs 23 30 40] [--frames N] [--json recompression.json]
+        [--methods ifgsm robust ifgsm:5] [--crfs 23 30 40] [--frames N] [--eps 16] [--json recompression.json]
 
 The black-box figures: --methods nes --frames 8 --json nes.json
 """
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--crfs", nargs="+", type=int, default=[23, 30, 40])
     parser.add_argument("--frames", type=int, help="attack only the first N frames of each clip")
     parser.add_argument("--json", default="recompression.json", help="file written in the work folder")
+    parser.add_argument("--eps", type=float, default=16, help="budget in uint8 levels (default 16)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -112,10 +113,10 @@ def main() -> None:
     summaries = []
     for spec in args.methods:
         method, _, margin = spec.partition(":")
-        config = AttackConfig(margin=float(margin) if margin else None)
+        config = AttackConfig(eps=args.eps / 255, margin=float(margin) if margin else None)
         reports, detect_rates = [], []
         for clip, _ in targets:
-            output = args.work / "attacks" / spec.replace(":", "-margin") / f"{clip.stem}.mp4"
+            output = args.work / "attacks" / f"{spec.replace(':', '-margin')}-eps{args.eps:g}" / f"{clip.stem}.mp4"
             started = time.perf_counter()
             report = attack_video(clip, detector, output, method, config, frames=args.frames, recompress=args.crfs)
             reports.append(report)
@@ -129,7 +130,7 @@ def main() -> None:
     result = {
         "detector": str(trained_detector(clips)),
         "clips": [{"file": str(path), "called_fake": rate} for path, rate in targets],
-        "config": {key: value for key, value in asdict(AttackConfig()).items() if key != "margin"},
+        "config": {key: value for key, value in asdict(AttackConfig(eps=args.eps / 255)).items() if key != "margin"},
         "methods": summaries,
     }
     (args.work / args.json).write_text(json.dumps(result, indent=2))

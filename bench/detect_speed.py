@@ -6,8 +6,8 @@ pipeline, on the same video with the same detector, end to end (decoding, faces,
   crop the first face 1.3x, score the crop alone (a batch of one);
 - fakelab, every frame: `score_file` on all frames: only wanted frames are converted to
   RGB, the face is followed by the face pipeline's tracker (a full detection now and then,
-  a re-detection in a small downscaled window otherwise), crops are scored in batches by a
-  channels-last model (`ready_for_inference`);
+  a re-detection in a small downscaled window otherwise), crops are scored in batches by the
+  model `ready_for_inference` makes (batch norms folded, channels-last weights);
 - fakelab, default: the same with the 32 frames `fakelab detect` samples by default.
 
 Both video scores are the sigmoid of the mean frame logit. The table gives scored frames
