@@ -361,6 +361,28 @@ def test_fakelab_attack_reports_bad_input_in_one_line(clips, tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_attack_options_reach_the_attack_config(monkeypatch, tmp_path):
+    import fakelab.attacks.commands as commands
+
+    seen = {}
+
+    def fake_attack_video(video, detector, output, method, config, **options):
+        seen.update(method=method, config=config)
+        raise KeyboardInterrupt  # stop before any reporting
+
+    monkeypatch.setattr(commands, "load_detector", lambda path, arch: TinyDetector())
+    monkeypatch.setattr(commands, "attack_video", fake_attack_video)
+    code = main([
+        "attack", "in.mp4", "--detector", "d.pt", "-o", str(tmp_path / "o.mp4"), "--method", "nes-robust",
+        "--eps", "8", "--steps", "7", "--eot-samples", "3", "--nes-samples", "6", "--nes-sigma", "0.01",
+        "--nes-tile", "4", "--nes-momentum", "0.5", "--seed", "9",
+    ])
+    assert code == 130 and seen["method"] == "nes-robust"
+    assert seen["config"] == AttackConfig(
+        eps=8 / 255, max_iterations=7, eot_samples=3, nes_samples=6, nes_sigma=0.01, nes_tile=4, nes_momentum=0.5, seed=9
+    )
+
+
 def test_eps_reads_fractions_decimals_and_uint8_levels():
     assert intensity("16/255") == intensity("16") == pytest.approx(16 / 255)
     assert intensity("0.03") == pytest.approx(0.03)

@@ -16,6 +16,21 @@ from fakelab.faces.detect import DETECTORS
 DEFAULTS = AttackConfig()
 
 
+# Options that set the AttackConfig field of the same name: (flag, type, meaning).
+TUNING_OPTIONS = (
+    ("--eot-samples", int, "transformations per step for robust and nes-robust"),
+    ("--nes-samples", int, "queries per NES gradient estimate, an even number"),
+    ("--nes-sigma", float, "NES sampling scale"),
+    ("--nes-tile", int, "NES samples one value per square of this many pixels"),
+    ("--nes-momentum", float, "NES steps along a running average of its estimates"),
+)
+
+
+def _field(flag: str) -> str:
+    """'--nes-sigma' -> 'nes_sigma', the AttackConfig field and the argparse destination."""
+    return flag[2:].replace("-", "_")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "attack",
@@ -53,23 +68,9 @@ def register(subparsers) -> None:
         help="re-encode the result at these H.264 CRFs (e.g. 23,30,40) and score it again",
     )
     parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help=f"CRF of OUTPUT (default {DEFAULT_CRF})")
-    parser.add_argument(
-        "--eot-samples", type=int, default=DEFAULTS.eot_samples,
-        help=f"transformations per step for robust and nes-robust (default {DEFAULTS.eot_samples})",
-    )
-    parser.add_argument(
-        "--nes-samples", type=int, default=DEFAULTS.nes_samples,
-        help=f"queries per NES gradient estimate, an even number (default {DEFAULTS.nes_samples})",
-    )
-    parser.add_argument("--nes-sigma", type=float, default=DEFAULTS.nes_sigma, help="NES sampling scale (default 0.001)")
-    parser.add_argument(
-        "--nes-tile", type=int, default=DEFAULTS.nes_tile,
-        help=f"NES samples one value per square of this many pixels (default {DEFAULTS.nes_tile})",
-    )
-    parser.add_argument(
-        "--nes-momentum", type=float, default=DEFAULTS.nes_momentum,
-        help=f"NES steps along a running average of its estimates (default {DEFAULTS.nes_momentum:g})",
-    )
+    for flag, kind, meaning in TUNING_OPTIONS:
+        default = getattr(DEFAULTS, _field(flag))
+        parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog)")
     parser.set_defaults(handler=run_attack_command)
@@ -97,12 +98,8 @@ def run_attack_command(args: argparse.Namespace) -> None:
         step=args.step,
         max_iterations=args.steps,
         margin=args.margin,
-        eot_samples=args.eot_samples,
-        nes_samples=args.nes_samples,
-        nes_sigma=args.nes_sigma,
-        nes_tile=args.nes_tile,
-        nes_momentum=args.nes_momentum,
         seed=args.seed,
+        **{_field(flag): getattr(args, _field(flag)) for flag, _, _ in TUNING_OPTIONS},
     )
     detector = load_detector(args.detector, args.arch)
     report = attack_video(
