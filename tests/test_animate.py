@@ -126,6 +126,9 @@ def test_interrupt_leaves_nothing_behind(media, tiny_vox, tmp_path):
         [sys.executable, "-m", "fakelab", "animate", str(media / "s7.jpg"), str(media / "d13.mp4"),
          "-o", str(output), *tiny_vox],
         stderr=subprocess.PIPE, text=True,
+        # A shell that runs the suite in the background hands its children SIGINT ignored,
+        # and Python then never raises KeyboardInterrupt: give the child the default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
     while "frame/s]" not in seen:  # the progress bar has started: frames are being written
