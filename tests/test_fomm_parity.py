@@ -89,3 +89,11 @@ def test_plain_forward_matches_engine(fomm_fixtures):
         out = networks.generator(source, networks.kp_detector(driving), networks.kp_detector(source))
     absolute = ref["absolute_prediction"].transpose(0, 3, 1, 2)
     assert max_error(out["prediction"].numpy(), absolute) < TOLERANCE
+
+
+def test_default_batch_is_one_frame_on_cpu_and_eight_on_gpu():
+    from fakelab.animation.engine import default_batch_size
+
+    # On CPU, batches only add memory traffic (bench/animate_speed.py); a GPU needs them.
+    assert default_batch_size(torch.device("cpu")) == 1
+    assert default_batch_size(torch.device("cuda")) == 8

@@ -73,10 +73,10 @@ def fomm_animator(
     relative: bool = True,
     adapt_scale: bool = True,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> FommAnimator:
     """A First Order Motion Model animator from a checkpoint and its config (bundled name or YAML path)."""
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise FakelabError("batch size must be at least 1")
     networks = load_networks(load_config(config), checkpoint)
     motion = MotionTransfer(relative=relative, adapt_scale=relative and adapt_scale)
@@ -93,7 +93,7 @@ def build_animator(
     relative: bool = True,
     adapt_scale: bool = True,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> Animator:
     """The animation model by name: `fomm` (needs a checkpoint) or `landmark-warp` (needs none)."""
     if model == "fomm":
@@ -229,7 +229,7 @@ def animate(
     audio: str | PathLike | None = "keep",
     fps: float | None = None,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> AnimationResult | list[np.ndarray]:
     """Animate `source` (image path or HxWx3 uint8 array) with `driving` (video path or frames).

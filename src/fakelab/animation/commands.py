@@ -61,7 +61,7 @@ def _register_animate(subparsers) -> None:
         help="keep the driving video's audio (default), drop it, or dub the audio of FILE",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="driving frames per batch (default: 8)")
+    parser.add_argument("--batch-size", type=int, help="driving frames per batch (default: 1 on CPU, 8 on GPU)")
     parser.set_defaults(handler=run_animate)
 
 
