@@ -96,6 +96,19 @@ def adjust_colour(
     return np.clip(np.rint(rgb * brightness), 0, 255).astype(np.uint8)
 
 
+def jitter_colour(
+    image: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float, hue_degrees: float
+) -> np.ndarray:
+    """`adjust_colour` by factors drawn within 1 +- each strength and a hue turn within +-hue_degrees."""
+    return adjust_colour(
+        image,
+        brightness=rng.uniform(1 - brightness, 1 + brightness),
+        contrast=rng.uniform(1 - contrast, 1 + contrast),
+        saturation=rng.uniform(1 - saturation, 1 + saturation),
+        hue_degrees=rng.uniform(-hue_degrees, hue_degrees),
+    )
+
+
 class FaceAugmentation:
     """Apply each augmentation of `config` with its probability, in a fixed order."""
 
@@ -111,13 +124,7 @@ class FaceAugmentation:
         if rng.random() < c.rotation:
             image = rotate(image, rng.uniform(-c.rotation_degrees, c.rotation_degrees))
         if rng.random() < c.colour:
-            image = adjust_colour(
-                image,
-                brightness=rng.uniform(1 - c.brightness, 1 + c.brightness),
-                contrast=rng.uniform(1 - c.contrast, 1 + c.contrast),
-                saturation=rng.uniform(1 - c.saturation, 1 + c.saturation),
-                hue_degrees=rng.uniform(-c.hue_degrees, c.hue_degrees),
-            )
+            image = jitter_colour(image, rng, c.brightness, c.contrast, c.saturation, c.hue_degrees)
         if rng.random() < c.downscale:
             image = downscale(image, rng.uniform(*c.downscale_range))
         if rng.random() < c.blur:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fakelab.detection.augment import adjust_colour, downscale
+from fakelab.detection.augment import downscale, jitter_colour
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 # Without landmarks, a face crop made with the FaceForensics++ margin holds the face in
@@ -95,13 +95,7 @@ def transformed_source(image: np.ndarray, rng: np.random.Generator, config: Self
     sometimes bent by a smooth local warp, as reenactment bends a face."""
     source = image.astype(np.float32) + rng.uniform(-config.colour_shift, config.colour_shift, 3).astype(np.float32)
     source = np.clip(np.rint(source), 0, 255).astype(np.uint8)
-    source = adjust_colour(
-        source,
-        brightness=rng.uniform(1 - config.brightness, 1 + config.brightness),
-        contrast=rng.uniform(1 - config.contrast, 1 + config.contrast),
-        saturation=rng.uniform(1 - config.saturation, 1 + config.saturation),
-        hue_degrees=rng.uniform(-config.hue_degrees, config.hue_degrees),
-    )
+    source = jitter_colour(source, rng, config.brightness, config.contrast, config.saturation, config.hue_degrees)
     sharpness = rng.integers(3)
     if sharpness == 1:
         source = downscale(source, rng.uniform(*config.downscale_range))
