@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Iterator
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.
@@ -23,6 +30,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     )
     os.close(handle)
     tmp = Path(tmp_name)
+    # mkstemp creates the file 0600; a finished output gets the mode any new file would get.
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, target)

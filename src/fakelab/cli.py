@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from fakelab.cli_checks import describe_os_error, interrupt_exit_code, termination_signals
 from fakelab.errors import FakelabError
 
 COMMAND_MODULES = [
@@ -23,8 +25,20 @@ COMMAND_MODULES = [
 ]
 
 
+# Set FAKELAB_DEBUG=1 to get the traceback of an unexpected error instead of its one-line summary.
+DEBUG_VARIABLE = "FAKELAB_DEBUG"
+INTERNAL_ERROR_EXIT_CODE = 70  # EX_SOFTWARE
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line that names the option, and where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fakelab", description="Make, detect and stress-test image-animation deepfakes."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,16 +47,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: object) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:  # usage errors and --help
+        return exit_request.code if isinstance(exit_request.code, int) else 2
+    name = " ".join(filter(None, [args.command, getattr(args, "action", None), getattr(args, "kind", None)]))
+
+    def fail(message: str, code: int = 1) -> int:
+        print(f"fakelab {name}: error: {_one_line(message)}", file=sys.stderr)
+        return code
+
+    try:
+        with termination_signals():
+            args.handler(args)
     except FakelabError as error:
-        print(f"fakelab {args.command}: error: {error}", file=sys.stderr)
+        return fail(str(error))
+    except KeyboardInterrupt as interrupt:
+        what = f"stopped by {interrupt.args[0]}" if interrupt.args else "interrupted"
+        print(f"fakelab {name}: {what}; unfinished outputs were removed", file=sys.stderr)
+        return interrupt_exit_code(interrupt)
+    except BrokenPipeError:
+        # The reader of our output went away (`fakelab detect --json | head`): nothing to report.
+        sys.stderr.close()
         return 1
-    except KeyboardInterrupt:
-        print(f"fakelab {args.command}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except MemoryError:
+        return fail("out of memory: the input is too large for this machine")
+    except OSError as error:
+        return fail(describe_os_error(error))
+    except RecursionError:
+        return fail("the input is nested too deeply to be read")
+    except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        return fail(
+            f"internal error ({type(error).__name__}: {_one_line(error)}); "
+            f"rerun with {DEBUG_VARIABLE}=1 for the traceback and report it",
+            INTERNAL_ERROR_EXIT_CODE,
+        )
     return 0
 
 

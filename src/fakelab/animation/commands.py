@@ -7,6 +7,7 @@ import argparse
 from fakelab.animation.api import MODELS, animate
 from fakelab.animation.checkpoint import convert_checkpoint
 from fakelab.animation.config import bundled_config_names
+from fakelab.cli_checks import check_paths, check_suffix, config_file, device, non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,7 @@ def _register_animate(subparsers) -> None:
         "--no-adapt-scale", action="store_true", help="don't scale motion by the source/driving keypoint hull sizes"
     )
     parser.add_argument(
-        "--best-frame", type=int, metavar="N", help="take motion relative to driving frame N (animate both ways from it)"
+        "--best-frame", type=non_negative_int, metavar="N", help="take motion relative to driving frame N (animate both ways from it)"
     )
     parser.add_argument(
         "--find-best-frame",
@@ -60,12 +61,16 @@ def _register_animate(subparsers) -> None:
         metavar="keep|none|FILE",
         help="keep the driving video's audio (default), drop it, or dub the audio of FILE",
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--batch-size", type=int, help="driving frames per batch (default: 1 on CPU, 8 on GPU)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--batch-size", type=positive_int, help="driving frames per batch (default: 1 on CPU, 8 on GPU)")
     parser.set_defaults(handler=run_animate)
 
 
 def run_animate(args: argparse.Namespace) -> None:
+    check_suffix(args.output, (".mp4", ".mov", ".mkv", ".gif"))
+    audio_file = None if args.audio in ("keep", "none") else args.audio
+    check_paths(inputs={"source": args.source, "driving video": args.driving, "checkpoint": args.checkpoint,
+                "config": config_file(args.config), "audio file": audio_file}, outputs=[args.output])
     result = animate(
         args.source,
         args.driving,
@@ -100,6 +105,7 @@ def _register_convert(subparsers) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> None:
+    check_paths(inputs={"checkpoint": args.input}, outputs=[args.output])
     checkpoint = convert_checkpoint(args.input, args.output)
     tensors = sum(len(state) for state in checkpoint.states.values())
     print(f"wrote {args.output}: {', '.join(checkpoint.states)} ({tensors} tensors, epoch {checkpoint.epoch})")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 from fractions import Fraction
+from pathlib import Path
 
 from tqdm import tqdm
 
 from fakelab.attacks.methods import ATTACKS, DEFAULT_MARGIN, ROBUST_MARGIN, AttackConfig
 from fakelab.attacks.video import DEFAULT_CRF, attack_video, report_paths
+from fakelab.cli_checks import check_paths, check_suffix, integer, number, positive_int, seed
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.registry import ARCHITECTURES
 from fakelab.faces.detect import DETECTORS
@@ -18,12 +21,13 @@ DEFAULTS = AttackConfig()
 
 # Options that set the AttackConfig field of the same name: (flag, type, meaning).
 TUNING_OPTIONS = (
-    ("--eot-samples", int, "transformations per step for robust and nes-robust"),
-    ("--nes-samples", int, "queries per NES gradient estimate, an even number"),
-    ("--nes-sigma", float, "NES sampling scale"),
-    ("--nes-tile", int, "NES samples one value per square of this many pixels"),
-    ("--nes-momentum", float, "NES steps along a running average of its estimates"),
+    ("--eot-samples", integer(1, 10_000), "transformations per step for robust and nes-robust"),
+    ("--nes-samples", integer(2, 100_000), "queries per NES gradient estimate, an even number"),
+    ("--nes-sigma", number(maximum=1, above=0), "NES sampling scale"),
+    ("--nes-tile", integer(1, 1024), "NES samples one value per square of this many pixels"),
+    ("--nes-momentum", number(0, 0.999), "NES steps along a running average of its estimates"),
 )
+CRF = integer(0, 51)
 
 
 def _field(flag: str) -> str:
@@ -54,24 +58,24 @@ def register(subparsers) -> None:
         "--step", type=intensity, default=DEFAULTS.step, metavar="S", help="step size, as --eps (default 1/255)"
     )
     parser.add_argument(
-        "--steps", type=int, default=DEFAULTS.max_iterations, metavar="N",
+        "--steps", type=integer(1, 100_000), default=DEFAULTS.max_iterations, metavar="N",
         help=f"most iterations per frame (default {DEFAULTS.max_iterations})",
     )
     parser.add_argument(
-        "--margin", type=float,
+        "--margin", type=number(0, 100),
         help=f"stop once a frame is called real by this many log-odds (default {DEFAULT_MARGIN:g}; "
         f"{ROBUST_MARGIN:g} for robust and nes-robust, which must stay real through compression)",
     )
-    parser.add_argument("--frames", type=int, metavar="N", help="attack only the first N frames (the output has N frames)")
+    parser.add_argument("--frames", type=positive_int, metavar="N", help="attack only the first N frames (the output has N frames)")
     parser.add_argument(
         "--recompress", type=crf_list, default=(), metavar="CRFS",
         help="re-encode the result at these H.264 CRFs (e.g. 23,30,40) and score it again",
     )
-    parser.add_argument("--crf", type=int, default=DEFAULT_CRF, help=f"CRF of OUTPUT (default {DEFAULT_CRF})")
+    parser.add_argument("--crf", type=CRF, default=DEFAULT_CRF, help=f"CRF of OUTPUT (default {DEFAULT_CRF})")
     for flag, kind, meaning in TUNING_OPTIONS:
         default = getattr(DEFAULTS, _field(flag))
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
+    parser.add_argument("--seed", type=seed, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog)")
     parser.set_defaults(handler=run_attack_command)
 
@@ -79,20 +83,27 @@ def register(subparsers) -> None:
 def intensity(text: str) -> float:
     """'16/255', '0.063', or whole uint8 levels ('16') -> a fraction of the [0, 1] range."""
     try:
-        value = float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or value > 255:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1 (or 255 uint8 levels), got {text!r}")
     return value / 255 if value >= 1 else value
 
 
 def crf_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated CRFs such as 23,30,40, got {text!r}") from None
+        return tuple(CRF(part) for part in text.split(",") if part.strip())
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated CRFs 0-51 such as 23,30,40: {error}") from None
 
 
 def run_attack_command(args: argparse.Namespace) -> None:
+    check_suffix(args.output, (".mp4", ".mov", ".mkv"))
+    output = Path(args.output)
+    side = [output.with_name(output.stem + ".lossless.mkv"), *report_paths(output)]
+    side += [output.with_name(f"{output.stem}.crf{level}.mp4") for level in args.recompress]
+    check_paths(inputs={"video": args.video, "detector checkpoint": args.detector}, outputs=[output], side_outputs=side)
     config = AttackConfig(
         eps=args.eps,
         step=args.step,

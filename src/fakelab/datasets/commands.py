@@ -6,6 +6,7 @@ import argparse
 
 from tqdm import tqdm
 
+from fakelab.cli_checks import check_paths, integer, non_negative_int, number, positive_int, probability, seed
 from fakelab.datasets.prepare import FORMATS, SPLIT_CHOICES, prepare_dataset
 
 
@@ -23,20 +24,21 @@ def register(subparsers) -> None:
     )
     prepare.add_argument("videos", nargs="+", help="input videos")
     prepare.add_argument("-o", "--output", required=True, help="dataset folder")
-    prepare.add_argument("--size", type=int, default=256, help="side of the square frames (default: 256)")
+    prepare.add_argument("--size", type=integer(16, 4096), default=256, help="side of the square frames (default: 256)")
     prepare.add_argument(
         "--split", default="auto", choices=SPLIT_CHOICES, help="auto: a random --test-fraction of the videos go to test/"
     )
-    prepare.add_argument("--test-fraction", type=float, default=0.2, help="share of videos for test/ (default: 0.2)")
-    prepare.add_argument("--min-frames", type=int, default=16, help="drop clips shorter than this (default: 16)")
+    prepare.add_argument("--test-fraction", type=probability, default=0.2, help="share of videos for test/ (default: 0.2)")
+    prepare.add_argument("--min-frames", type=positive_int, default=16, help="drop clips shorter than this (default: 16)")
     prepare.add_argument("--format", default="png", choices=FORMATS, help="png: a folder of frames per clip (default)")
-    prepare.add_argument("--margin", type=float, default=0.5, help="room around the face, in face sizes (default: 0.5)")
+    prepare.add_argument("--margin", type=number(0, 10), default=0.5, help="room around the face, in face sizes (default: 0.5)")
     prepare.add_argument("--no-face-crop", action="store_true", help="take the centre square of whole frames instead")
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default: 0)")
+    prepare.add_argument("--seed", type=seed, default=0, help="seed of the train/test split (default: 0)")
     prepare.set_defaults(handler=run_prepare)
 
 
 def run_prepare(args: argparse.Namespace) -> None:
+    check_paths(inputs={"video": args.videos}, output_dirs=[args.output])
     prepared = prepare_dataset(
         args.videos,
         args.output,

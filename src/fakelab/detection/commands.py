@@ -14,6 +14,7 @@ from fakelab.animation.api import resolve_device
 from fakelab.attacks.commands import intensity
 from fakelab.attacks.evaluation import evaluate_detection_under_attack
 from fakelab.attacks.methods import ATTACKS, AttackConfig
+from fakelab.cli_checks import check_paths, check_suffix, device, integer, number, positive_int, probability, seed
 from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, TRAINING_STEPS
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.evaluate import evaluate_detection, write_evaluation
@@ -31,7 +32,7 @@ from fakelab.detection.pipeline import (
 )
 from fakelab.detection.registry import ARCHITECTURES
 from fakelab.detection.report import DEFAULT_TOP_FRAMES, write_report
-from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, train_detector
+from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, state_path, train_detector
 from fakelab.errors import InputError
 from fakelab.faces.detect import DETECTORS
 
@@ -46,15 +47,15 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", choices=list(ARCHITECTURES), help="architecture (default: the one the checkpoint records or its keys show)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default: cpu)")
 
 
 def _add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--frames", type=int, default=DEFAULT_FRAMES, help=f"frames sampled evenly from each video (default {DEFAULT_FRAMES})"
+        "--frames", type=integer(1, 100_000), default=DEFAULT_FRAMES, help=f"frames sampled evenly from each video (default {DEFAULT_FRAMES})"
     )
     parser.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD, help=f"fake when the score reaches this (default {DEFAULT_THRESHOLD})"
+        "--threshold", type=probability, default=DEFAULT_THRESHOLD, help=f"fake when the score reaches this (default {DEFAULT_THRESHOLD})"
     )
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
 
@@ -73,7 +74,7 @@ def _register_detect(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--report", metavar="HTML", help="write a one-file HTML report (timeline, heatmaps)")
     parser.add_argument(
-        "--top", type=int, default=DEFAULT_TOP_FRAMES, help=f"suspicious frames shown in the report (default {DEFAULT_TOP_FRAMES})"
+        "--top", type=integer(1, 1000), default=DEFAULT_TOP_FRAMES, help=f"suspicious frames shown in the report (default {DEFAULT_TOP_FRAMES})"
     )
     parser.set_defaults(handler=run_detect)
 
@@ -97,6 +98,8 @@ def run_detect(args: argparse.Namespace) -> None:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"{source} does not exist")
+    check_suffix(args.report, (".html", ".htm"), "report")
+    check_paths(inputs={"checkpoint": args.checkpoint, "input": None if source.is_dir() else source}, outputs=[args.report])
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
     if source.is_dir():
         paths = media_files(source)
@@ -141,17 +144,17 @@ def _register_train(subparsers) -> None:
         help="also make fakes from the real faces: self-blend = self-blended images (Shiohara & Yamasaki 2022)",
     )
     parser.add_argument("--triplet", action="store_true", help="add the triplet (siamese) loss on the embeddings")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default {defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"(default {defaults.batch_size})")
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help=f"AdamW learning rate (default {defaults.learning_rate:g})")
+    parser.add_argument("--epochs", type=integer(1, 100_000), default=defaults.epochs, help=f"(default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=integer(2, 4096), default=defaults.batch_size, help=f"(default {defaults.batch_size})")
+    parser.add_argument("--lr", type=number(maximum=1, above=0), default=defaults.learning_rate, help=f"AdamW learning rate (default {defaults.learning_rate:g})")
     parser.add_argument(
-        "--frames-per-video", type=int, default=defaults.frames_per_video, help=f"faces taken from each video (default {defaults.frames_per_video})"
+        "--frames-per-video", type=integer(1, 10_000), default=defaults.frames_per_video, help=f"faces taken from each video (default {defaults.frames_per_video})"
     )
     parser.add_argument(
-        "--val-fraction", type=float, default=defaults.val_fraction, help=f"videos held out per class (default {defaults.val_fraction})"
+        "--val-fraction", type=number(maximum=0.9, above=0), default=defaults.val_fraction, help=f"videos held out per class (default {defaults.val_fraction})"
     )
     parser.add_argument(
-        "--patience", type=int, default=defaults.patience, help=f"stop after this many epochs without a better AUC (default {defaults.patience})"
+        "--patience", type=positive_int, default=defaults.patience, help=f"stop after this many epochs without a better AUC (default {defaults.patience})"
     )
     parser.add_argument("--no-augment", action="store_true", help="train without augmentations")
     parser.add_argument(
@@ -163,14 +166,17 @@ def _register_train(subparsers) -> None:
         "--adversarial-eps", type=intensity, default=TRAINING_EPS, metavar="E",
         help=f"budget of those examples, e.g. 4/255 (default; {TRAINING_STEPS} PGD steps of 2.5 E / {TRAINING_STEPS})",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=seed, default=defaults.seed)
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT.state.pt")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
-    parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", type=device, default=defaults.device, help="cpu or cuda (default: cpu)")
     parser.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> None:
+    check_suffix(args.output, (".pt", ".pth", ".safetensors"))
+    side = [] if args.resume else [state_path(args.output)]
+    check_paths(inputs={"checkpoint": args.init}, input_dirs={"--real folder": args.real, "--fake folder": args.fake}, outputs=[args.output], side_outputs=side)
     config = TrainingConfig(
         arch=args.arch,
         epochs=args.epochs,
@@ -218,6 +224,7 @@ def register_evaluation(kinds) -> None:
 
 def run_evaluate_detection(args: argparse.Namespace) -> None:
     _check_scoring(args)
+    check_paths(inputs={"checkpoint": args.checkpoint}, input_dirs={"--real folder": args.real, "--fake folder": args.fake}, output_dirs=[args.output])
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
     progress = tqdm(desc="evaluate detection", unit="file", disable=None)
 

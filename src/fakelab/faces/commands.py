@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fakelab.atomic import atomic_output
+from fakelab.cli_checks import check_paths, check_suffix, config_file, integer, non_negative_int, number, positive_int
 from fakelab.demo import DEFAULT_OUTPUT, run_demo
-from fakelab.errors import InputError
 from fakelab.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE, boxes_path, crop_image, crop_video
 from fakelab.faces.detect import DETECTORS
 
@@ -32,27 +32,32 @@ def _register_crop(subparsers) -> None:
     parser.add_argument("input", metavar="VIDEO", help="video to crop (an image with --source)")
     parser.add_argument("-o", "--output", required=True, help="cropped video (.mp4/.gif) or image")
     parser.add_argument("--source", action="store_true", help="INPUT is a still image (a source)")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"output side (default {DEFAULT_SIZE})")
+    parser.add_argument("--size", type=integer(16, 4096), default=DEFAULT_SIZE, help=f"output side (default {DEFAULT_SIZE})")
     parser.add_argument(
         "--margin",
-        type=float,
+        type=number(0, 10),
         default=DEFAULT_MARGIN,
         help=f"room around the face on each side, in face sizes (default {DEFAULT_MARGIN})",
     )
     parser.add_argument(
-        "--face", type=int, default=0, metavar="K", help="which face: 0 the most persistent (largest in an image)"
+        "--face", type=non_negative_int, default=0, metavar="K", help="which face: 0 the most persistent (largest in an image)"
     )
     parser.add_argument("--detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
     parser.add_argument(
-        "--detect-every", type=int, default=25, metavar="N", help="full-frame detection every N frames (default 25)"
+        "--detect-every", type=positive_int, default=25, metavar="N", help="full-frame detection every N frames (default 25)"
     )
     parser.set_defaults(handler=run_crop)
 
 
 def run_crop(args: argparse.Namespace) -> None:
     output = Path(args.output)
-    if output.exists() and output.resolve() == Path(args.input).resolve():
-        raise InputError(f"the output {output} is the input: give another path")
+    if args.source:
+        from PIL import Image
+
+        check_suffix(output, sorted(Image.registered_extensions()))
+    else:
+        check_suffix(output, (".mp4", ".mov", ".mkv", ".gif"))
+    check_paths(inputs={"image" if args.source else "video": args.input}, outputs=[output], side_outputs=[boxes_path(output)])
     if args.source:
         _crop_source(args, output)
         return
@@ -107,6 +112,12 @@ def _register_demo(subparsers) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> None:
+    output = Path(args.output)
+    check_suffix(output, (".mp4", ".mov", ".mkv", ".gif"))
+    side = [output.with_name(f"{output.stem}-driving{output.suffix}")]
+    if args.checkpoint:
+        side.append(output.with_name(f"{output.stem}-fomm{output.suffix}"))
+    check_paths(inputs={"checkpoint": args.checkpoint, "config": config_file(args.config)}, outputs=[output], side_outputs=side)
     result = run_demo(args.output, args.checkpoint, args.config)
     print(f"driving clip: {result.driving}")
     for output in result.outputs:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from fakelab.animation.config import bundled_config_names, load_config
 from fakelab.atomic import atomic_output
+from fakelab.cli_checks import check_paths, config_file, device, positive_int
 from fakelab.datasets import FramesDataset
 from fakelab.errors import ConfigError
 from fakelab.metrics.evaluate import (
@@ -68,13 +69,13 @@ def _add_options(parser, animation: bool) -> None:
         "it also gives the frame size",
     )
     parser.add_argument("--split", default="test", choices=("train", "test"), help="videos to score (default: test)")
-    parser.add_argument("--max-frames", type=int, help="use at most this many frames of each video")
+    parser.add_argument("--max-frames", type=positive_int, help="use at most this many frames of each video")
     if animation:
         parser.add_argument("--pairs", metavar="CSV", help="pairs list with 'source' and 'driving' columns")
-        parser.add_argument("--num-pairs", type=int, help="pairs to draw (default: the config's num_pairs or 50)")
+        parser.add_argument("--num-pairs", type=positive_int, help="pairs to draw (default: the config's num_pairs or 50)")
     else:
-        parser.add_argument("--max-videos", type=int, help="score at most this many videos")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+        parser.add_argument("--max-videos", type=positive_int, help="score at most this many videos")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("-o", "--output", help="write the results as JSON here")
     parser.add_argument("--markdown", metavar="FILE", help="also write the markdown table here")
 
@@ -104,6 +105,11 @@ def build_models(names: list[str], args: argparse.Namespace, config, relative: b
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    check_paths(
+        inputs={"checkpoint": args.checkpoint, "config": config_file(args.config), "pairs list": getattr(args, "pairs", None)},
+        input_dirs={"data folder": args.data},
+        outputs=[args.output, args.markdown],
+    )
     config = load_config(args.config)
     names = list(dict.fromkeys(args.model or ["fomm"]))
     dataset = FramesDataset(args.data, config.frame_shape, split=args.split)

@@ -8,6 +8,7 @@ import sys
 import torch
 
 from fakelab.animation.config import bundled_config_names
+from fakelab.cli_checks import check_paths, config_file, device_or_auto, integer, non_negative_int, positive_int, seed
 from fakelab.training.trainer import CHECKPOINT_NAME, CONFIG_NAME, PRECISIONS, TrainOptions, train
 
 INTERRUPTED_EXIT_CODE = 130
@@ -33,11 +34,11 @@ def register(subparsers) -> None:
         help=f"config name ({', '.join(bundled_config_names())}) or YAML path; with --resume, default: the run's",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in the output folder from its checkpoint")
-    parser.add_argument("--steps", type=int, help="train until this step (default: the config's num_epochs)")
-    parser.add_argument("--batch-size", type=int, help="global batch size (default: the config's)")
-    parser.add_argument("--checkpoint-every", type=int, default=1000, metavar="N", help="steps between checkpoints (default: 1000)")
-    parser.add_argument("--log-every", type=int, default=10, metavar="N", help="steps between logged losses (default: 10)")
-    parser.add_argument("--image-every", type=int, default=500, metavar="N", help="steps between pictures (default: 500)")
+    parser.add_argument("--steps", type=positive_int, help="train until this step (default: the config's num_epochs)")
+    parser.add_argument("--batch-size", type=positive_int, help="global batch size (default: the config's)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=1000, metavar="N", help="steps between checkpoints (default: 1000)")
+    parser.add_argument("--log-every", type=positive_int, default=10, metavar="N", help="steps between logged losses (default: 10)")
+    parser.add_argument("--image-every", type=positive_int, default=500, metavar="N", help="steps between pictures (default: 500)")
     parser.add_argument(
         "--perceptual-weights",
         metavar="VGG19_FILE",
@@ -45,20 +46,25 @@ def register(subparsers) -> None:
         "default: the packaged EfficientNet-Lite0",
     )
     parser.add_argument("--init", metavar="CHECKPOINT", help="start from these weights (e.g. an official checkpoint)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--device", type=device_or_auto, default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument(
         "--precision", default="auto", choices=PRECISIONS, help="auto: fp16 mixed precision on GPU, fp32 on CPU"
     )
-    parser.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
+    parser.add_argument("--workers", type=integer(0, 64), default=2, help="data-loading processes (default: 2)")
     parser.add_argument(
-        "--threads", type=int, help="CPU threads per process (default: PyTorch's; 1 is fastest on a busy machine)"
+        "--threads", type=integer(1, 1024), help="CPU threads per process (default: PyTorch's; 1 is fastest on a busy machine)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling and warps (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of initialisation, sampling and warps (default: 0)")
     parser.add_argument("--no-tensorboard", action="store_true", help="don't write TensorBoard events")
     parser.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> None:
+    check_paths(
+        inputs={"config": config_file(args.config), "perceptual weights": args.perceptual_weights, "checkpoint": args.init},
+        input_dirs={"data folder": args.data},
+        output_dirs=[args.output],
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     options = TrainOptions(
