@@ -10,9 +10,6 @@ Two formats:
 
 from __future__ import annotations
 
-import pickle
-import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +21,14 @@ from safetensors.torch import save_file as save_safetensors
 from fakelab.animation.networks import NETWORK_NAMES, FommNetworks
 from fakelab.atomic import atomic_output
 from fakelab.errors import CheckpointError
+from fakelab.safe_load import check_tensors, check_whole_number, load_torch_data
 
 SAFETENSORS_SUFFIX = ".safetensors"
 PARALLEL_PREFIX = "module."
 
 
-def _refusal_reason(error: Exception) -> str:
-    """One line from torch's multi-line weights-only refusal, naming the offending global."""
-    found = re.search(r"GLOBAL ([\w.]+)", str(error))
-    if found:
-        return f"it references '{found.group(1)}', which is not plain weights data"
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return first_line
-
-
 def _load_torch_file(path: Path) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # protocol notes from torch about files we refuse anyway
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error) and "GLOBAL" in str(error):
-            raise CheckpointError(f"{path.name} refused: {_refusal_reason(error)}; nothing in it was run") from None
-        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({_refusal_reason(error)})") from None
-    # Garbage bytes make torch's unpickler fail in many ways (IndexError, KeyError, ...).
-    except Exception:  # noqa: BLE001
-        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (corrupt or another kind of file)") from None
+    return load_torch_data(path, "checkpoint")
 
 
 def _strip_parallel_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -76,7 +55,16 @@ class Checkpoint:
 
     @property
     def epoch(self) -> int:
-        return int(self.extra.get("epoch", 0))
+        return self.extra.get("epoch", 0)
+
+    def _check(self) -> Checkpoint:
+        """Every network's entries are finite float tensors; counters are whole numbers."""
+        for name, state in self.states.items():
+            check_tensors(state, f"{self.source}: {name}")
+        for key in ("epoch", "step"):
+            if key in self.extra:
+                check_whole_number(self.extra[key], f"{self.source}: {key}")
+        return self
 
     @classmethod
     def read(cls, path: str | Path) -> Checkpoint:
@@ -90,9 +78,12 @@ class Checkpoint:
             raise CheckpointError(
                 f"{path.name} is not a FOMM checkpoint: expected a dict with 'generator' and 'kp_detector'"
             )
+        for name in NETWORK_NAMES:
+            if name in content:
+                check_tensors(content[name], f"{path.name}: {name}")
         states = {name: _strip_parallel_prefix(content[name]) for name in NETWORK_NAMES if name in content}
         extra = {key: value for key, value in content.items() if key not in NETWORK_NAMES}
-        return cls(states, extra, path.name)
+        return cls(states, extra, path.name)._check()
 
     @classmethod
     def _read_safetensors(cls, path: Path) -> Checkpoint:
@@ -101,9 +92,11 @@ class Checkpoint:
                 metadata = handle.metadata() or {}
             tensors = load_safetensors(path)
         except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(f"{path.name} is not a safetensors file ({error})") from None
-        extra = {"epoch": int(metadata["epoch"])} if "epoch" in metadata else {}
-        return cls(_split_flat(tensors), extra, path.name)
+            raise CheckpointError(f"{path.name} is not a safetensors file ({str(error).splitlines()[0] if str(error) else error!r})") from None
+        epoch = metadata.get("epoch", "0")
+        if not epoch.isdigit():
+            raise CheckpointError(f"{path.name}: the epoch in its metadata is not a whole number: {epoch[:40]!r}")
+        return cls(_split_flat(tensors), {"epoch": int(epoch)}, path.name)._check()
 
     def load_into(self, networks: FommNetworks, require_discriminator: bool = False) -> None:
         """Copy the weights into `networks`, failing on the first missing, unexpected or mis-shaped key."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,6 +31,7 @@ from fakelab.detection.efficientnet import (
 from fakelab.detection.registry import build_detector, guess_architecture
 from fakelab.detection.spec import DeepfakeDetector
 from fakelab.errors import CheckpointError
+from fakelab.safe_load import REFUSED_CODE, check_tensors, is_torchscript
 
 StateDict = dict[str, torch.Tensor]
 
@@ -132,8 +132,8 @@ class AllowlistUnpickler(pickle.Unpickler):
         if path in _DATA_GLOBALS:
             return super().find_class(module, name)
         raise CheckpointError(
-            f"refused: it references {path}, which is neither tensor data nor a "
-            "FaceForensics++ model class, so loading it could run code"
+            f"{REFUSED_CODE} (it references {path}, which is neither tensor data nor a "
+            "FaceForensics++ model class); nothing in it was run"
         )
 
 
@@ -153,7 +153,11 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, str | None]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        state, arch = _read_safetensors(path)
+        check_tensors(state, str(path))
+        return state, arch
+    if is_torchscript(path):
+        raise CheckpointError(f"{path} is a TorchScript archive, which would run code when loaded: refused (use a state_dict)")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -161,7 +165,9 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, str | None]:
         content = read_module_pickle(path)
     except Exception as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {_one_line(error)}") from None
-    return _state_and_arch(content, path)
+    state, arch = _state_and_arch(content, path)
+    check_tensors(state, str(path))
+    return state, arch
 
 
 def read_module_pickle(path: str | Path) -> Any:
@@ -184,11 +190,8 @@ def read_module_pickle(path: str | Path) -> Any:
 
 def _refuse_torchscript(data: bytes, path: Path) -> None:
     # torch.load hands TorchScript archives to torch.jit.load, which runs the archive's code.
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        return
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        if any(name.endswith("constants.pkl") for name in archive.namelist()):
-            raise CheckpointError(f"{path} is a TorchScript archive; fakelab loads state_dicts only")
+    if is_torchscript(io.BytesIO(data)):
+        raise CheckpointError(f"{path} is a TorchScript archive, which would run code when loaded: refused (use a state_dict)")
 
 
 def _read_safetensors(path: Path) -> tuple[StateDict, str | None]:

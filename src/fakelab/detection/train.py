@@ -393,13 +393,19 @@ def _save_state(path: Path, detector, optimizer, config, epoch, best_auc, best_e
 
 
 def _load_state(path: Path, config: TrainingConfig) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise InputError(f"cannot read the training state {path}: {type(error).__name__}") from None
+    from fakelab.safe_load import check_tensors, check_whole_number, load_torch_data
+
+    state = load_torch_data(path, "training state")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise InputError(f"{path} is not a fakelab detector training state")
-    if state["config"]["arch"] != config.arch:
+    missing = [key for key in ("config", "epoch", "best_auc", "best_epoch", "stale_epochs", "history", "model", "optimizer")
+               if key not in state]
+    if missing or not isinstance(state["config"], dict) or not isinstance(state["optimizer"], dict):
+        raise InputError(f"the training state {path} is incomplete (no {missing[0] if missing else 'config'!r}): delete it to start over")
+    check_tensors(state["model"], f"{path.name}: model")
+    for key in ("epoch", "best_epoch", "stale_epochs"):
+        check_whole_number(state[key], f"{path.name}: {key}")
+    if state["config"].get("arch") != config.arch:
         raise ConfigError(f"{path} trains {state['config']['arch']}, not {config.arch}")
     return state
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from fakelab.animation.config import FommConfig
+from fakelab.animation.config import FommConfig, check_field
 from fakelab.errors import ConfigError
 
 
@@ -66,18 +66,22 @@ _NESTED = {"transform_params": TransformParams, "loss_weights": LossWeights}
 
 
 def _build(cls, values: dict, where: str):
+    if values is None:
+        raise ConfigError(f"{where} is empty")
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    if any(not isinstance(key, str) for key in values):
+        raise ConfigError(f"{where} has a key that is not a name")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{where} has unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
     kwargs = {}
     for name, value in values.items():
         if name in _NESTED:
             value = _build(_NESTED[name], value, f"{where}.{name}")
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = check_field(str(known[name].type), value, name, where)
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -88,8 +92,12 @@ def train_params(config: FommConfig) -> TrainParams:
     if raw is None:
         raise ConfigError(f"config {config.name} has no train_params section: it cannot be trained")
     params = _build(TrainParams, raw, f"config {config.name}: train_params")
-    if params.batch_size < 1:
-        raise ConfigError(f"config {config.name}: train_params.batch_size must be at least 1")
+    if not 1 <= params.batch_size <= 4096:
+        raise ConfigError(f"config {config.name}: train_params.batch_size must be between 1 and 4096")
+    if params.num_epochs < 1 or params.num_repeats < 1:
+        raise ConfigError(f"config {config.name}: train_params.num_epochs and num_repeats must be at least 1")
+    if any(value < 0 for value in (params.lr_generator, params.lr_discriminator, params.lr_kp_detector)):
+        raise ConfigError(f"config {config.name}: train_params learning rates must not be negative")
     if len(params.adam_betas) != 2:
         raise ConfigError(f"config {config.name}: train_params.adam_betas must be two numbers")
     return params

@@ -108,14 +108,12 @@ class Lite0Features(FeaturePyramid):
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"perceptual weights {path} do not exist")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch reports bad files with many exception types
-        raise CheckpointError(f"{path.name} is not a weights file ({str(error).splitlines()[0]})") from None
+    from fakelab.safe_load import check_tensors, load_torch_data
+
+    state = load_torch_data(path, "perceptual weights")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path.name} is not a state dict")
+    check_tensors(state, path.name)
     return state
 
 
