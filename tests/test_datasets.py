@@ -174,7 +174,12 @@ def test_dataset_prepare_crops_faces_into_clips(media, tmp_path, capsys):
     frames = VideoEntry(clips[0], (64, 64)).read()
     assert frames.shape[1:] == (64, 64, 3) and len(frames) >= 16
     assert Image.open(next(clips[0].iterdir())).size == (64, 64)
-    # Earlier outputs are never overwritten.
+    # A second run into the same folder continues the first: finished videos are not redone.
     d0_split = next(clip.parent.name for clip in clips if clip.name.startswith("d0#"))
-    assert cli(["dataset", "prepare", str(media / "d0.mp4"), *args, "--split", d0_split]) == 1
-    assert "already exists" in capsys.readouterr().err
+    stamps = {clip: clip.stat().st_mtime_ns for clip in clips}
+    assert cli(["dataset", "prepare", str(media / "d0.mp4"), *args, "--split", d0_split]) == 0
+    assert "(prepared by an earlier run)" in capsys.readouterr().out
+    assert {clip: clip.stat().st_mtime_ns for clip in clips} == stamps
+    # With other options it refuses rather than mixing two kinds of clips.
+    assert cli(["dataset", "prepare", str(media / "d0.mp4"), "-o", str(out), "--size", "32"]) == 1
+    assert "other options" in capsys.readouterr().err

@@ -89,18 +89,20 @@ def run_demo(
     Outputs: `output` (landmark-warp), `<stem>-driving.mp4` beside it, and with a
     FOMM `checkpoint` also `<stem>-fomm.mp4`.
     """
-    from fakelab.animation.api import animate
+    from fakelab.animation.api import animate, build_animator
 
     output = Path(output)
+    # The checkpoint is loaded before anything is written: a bad one leaves no file behind.
+    fomm = build_animator("fomm", checkpoint, config) if checkpoint is not None else None
     driving = driving_clip(grace_hopper(), round(SECONDS * FPS))
     driving_path = output.with_name(f"{output.stem}-driving{output.suffix}")
     _write(driving_path, driving)
     source = crop_image(astronaut(), SIZE, where="the astronaut portrait").image
     animate(source, driving, output, animator=LandmarkWarpAnimator((SIZE, SIZE)), audio="none", fps=FPS)
     outputs = [output]
-    if checkpoint is not None:
+    if fomm is not None:
         fomm_output = output.with_name(f"{output.stem}-fomm{output.suffix}")
-        animate(source, driving, fomm_output, checkpoint=checkpoint, config=config, audio="none", fps=FPS)
+        animate(source, driving, fomm_output, animator=fomm, audio="none", fps=FPS)
         outputs.append(fomm_output)
     return DemoResult(outputs, driving_path)
 

@@ -137,9 +137,15 @@ def check_whole_number(value: Any, where: str, minimum: int = 0) -> int:
     return value
 
 
-def finite_or_none(value: float) -> float | None:
-    """For JSON: NaN and infinities become null (json.dumps would write invalid JSON)."""
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (json.dumps would write invalid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 REFUSED_CODE = "refused: this file would run code when loaded"

@@ -53,7 +53,8 @@ def run_prepare(args: argparse.Namespace) -> None:
         progress=lambda items: tqdm(items, desc="prepare", unit="video"),
     )
     for video in prepared:
+        earlier = " by an earlier run" if video.earlier else ""
         if video.skipped:
-            print(f"{video.source}: skipped ({video.skipped})")
+            print(f"{video.source}: skipped{earlier} ({video.skipped})")
         else:
-            print(f"{video.source}: {len(video.clips)} clip(s) in {video.split}/")
+            print(f"{video.source}: {len(video.clips)} clip(s) in {video.split}/{' (prepared' + earlier + ')' if earlier else ''}")

@@ -10,6 +10,7 @@ Whole videos (all their clips) go to train/ or test/.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -21,12 +22,15 @@ import numpy as np
 
 from fakelab.datasets.frames import IDENTITY_SEPARATOR
 from fakelab.datasets.videos import resize_frame
+from fakelab.atomic import atomic_output
 from fakelab.errors import InputError, NoFaceError
 from fakelab.faces import apply_crop, plan_video_crop
 from fakelab.video import VideoWriter, iter_frames, probe_video, save_image
 
 FORMATS = ("png", "mp4")
 SPLIT_CHOICES = ("auto", "train", "test")
+# Written in the dataset folder after each video: an interrupted run continues where it stopped.
+MANIFEST_NAME = ".fakelab-prepare.json"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class PreparedVideo:
     split: str
     clips: list[Path] = field(default_factory=list)
     skipped: str | None = None
+    earlier: bool = False  # prepared by an earlier run into the same folder
 
 
 def assign_splits(videos: Sequence[Path], split: str, test_fraction: float, seed: int) -> dict[Path, str]:
@@ -105,30 +110,98 @@ def prepare_dataset(
         raise InputError("input videos must have distinct names: their names become the clips' identities")
     output = Path(output)
     splits = assign_splits(paths, split, test_fraction, seed)
+    options = {"size": size, "format": file_format, "face_crop": face_crop, "margin": margin, "min_frames": min_frames}
+    manifest = _read_manifest(output, options)
     prepared = []
     for path in progress(paths):
-        info = probe_video(path)
+        done = manifest["videos"].get(_video_key(path))
+        if done is not None:
+            prepared.append(PreparedVideo(path, done["split"], [Path(clip) for clip in done["clips"]], done["skipped"], True))
+            continue
         result = PreparedVideo(path, splits[path])
-        if face_crop:
-            try:
-                plan = plan_video_crop(path, size=size, margin=margin)
-            except NoFaceError as error:
-                result.skipped = str(error)
-                prepared.append(result)
-                continue
-            segments = plan.segments
-            frames = apply_crop(iter_frames(path), plan)
+        _remove_clips(output, path, file_format)  # of an earlier, interrupted attempt at this video
+        try:
+            result.clips = _prepare_video(path, output / result.split, size, face_crop, margin, file_format, min_frames)
+        except InputError as error:  # an unreadable or faceless video is skipped, the others go on
+            _remove_clips(output, path, file_format)
+            result.skipped = str(error)
         else:
-            segments = [(0, info.frame_count)]
-            frames = (_centre_square(frame, size) for frame in iter_frames(path))
-        result.clips = _write_segments(frames, segments, path, output / result.split, file_format, info.fps, min_frames)
-        if not result.clips:
-            result.skipped = f"no clip of at least {min_frames} frames"
+            if not result.clips:
+                result.skipped = f"no clip of at least {min_frames} frames"
         prepared.append(result)
+        manifest["videos"][_video_key(path)] = {
+            "split": result.split, "clips": [str(clip) for clip in result.clips], "skipped": result.skipped
+        }
+        _write_manifest(output, manifest)
     if not any(video.clips for video in prepared):
         reasons = "; ".join(f"{video.source.name}: {video.skipped}" for video in prepared)
         raise InputError(f"no clip was written ({reasons})")
     return prepared
+
+
+def _prepare_video(
+    path: Path, folder: Path, size: int, face_crop: bool, margin: float, file_format: str, min_frames: int
+) -> list[Path]:
+    info = probe_video(path)
+    if face_crop:
+        try:
+            plan = plan_video_crop(path, size=size, margin=margin)
+        except NoFaceError as error:
+            raise InputError(str(error)) from None
+        segments = plan.segments
+        frames = apply_crop(iter_frames(path), plan)
+    else:
+        segments = [(0, info.frame_count)]
+        frames = (_centre_square(frame, size) for frame in iter_frames(path))
+    return _write_segments(frames, segments, path, folder, file_format, info.fps, min_frames)
+
+
+def _video_key(path: Path) -> str:
+    """A video in the manifest: its resolved path, size and modification time (a changed file is redone)."""
+    status = path.stat()
+    return f"{path.resolve()}|{status.st_size}|{status.st_mtime_ns}"
+
+
+def _read_manifest(output: Path, options: dict) -> dict:
+    path = output / MANIFEST_NAME
+    if not path.is_file():
+        return {"format": "fakelab-prepare/1", "options": options, "videos": {}}
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["videos"].items()
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        raise InputError(f"{path} is damaged: delete it (and the dataset folder) to start over") from None
+    if manifest.get("options") != options:
+        raise InputError(
+            f"{output} was prepared with other options ({manifest.get('options')}): use the same ones to continue, "
+            "or a new folder"
+        )
+    return manifest
+
+
+def _write_manifest(output: Path, manifest: dict) -> None:
+    with atomic_output(output / MANIFEST_NAME) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+
+
+def _remove_clips(output: Path, video: Path, file_format: str) -> None:
+    """Clips of `video` left in either split by a run that stopped before finishing it."""
+    if not (output / MANIFEST_NAME).is_file():
+        return  # a folder this version did not start: never delete there
+    suffix = "" if file_format == "png" else f".{file_format}"
+    prefix = _clip_name(video, 0)[:-3]
+    for split in ("train", "test"):
+        for clip in (output / split).glob(f"{glob_escape(prefix)}[0-9][0-9][0-9]{suffix}"):
+            if clip.is_dir():
+                shutil.rmtree(clip)
+            else:
+                clip.unlink()
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
 
 
 def _write_segments(

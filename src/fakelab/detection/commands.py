@@ -34,6 +34,7 @@ from fakelab.detection.registry import ARCHITECTURES
 from fakelab.detection.report import DEFAULT_TOP_FRAMES, write_report
 from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, state_path, train_detector
 from fakelab.errors import InputError
+from fakelab.safe_load import finite_json
 from fakelab.faces.detect import DETECTORS
 
 
@@ -115,7 +116,7 @@ def run_detect(args: argparse.Namespace) -> None:
         write_report(args.report, detector, result.scores, result.failures, args.checkpoint, args.top)
     if args.json:
         document = {"checkpoint": str(args.checkpoint), "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
-        print(json.dumps(document, indent=2))
+        print(json.dumps(finite_json(document), indent=2, allow_nan=False))
     elif args.report:
         print(f"report written to {args.report}")
 

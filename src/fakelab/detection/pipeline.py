@@ -362,7 +362,11 @@ def score_frames(detector: DeepfakeDetector, face_crops: Sequence[np.ndarray], b
 
 
 def score_faces(detector: DeepfakeDetector, faces: FaceCrops, threshold: float = DEFAULT_THRESHOLD) -> VideoScore:
-    return VideoScore(faces, score_frames(detector, faces.crops), threshold, detector.arch)
+    logits = score_frames(detector, faces.crops)
+    if not np.isfinite(logits).all():
+        # A verdict from NaN would read "REAL (score nan)": refuse it instead.
+        raise InputError(f"the detector gives non-finite scores on {faces.source}: its weights are unusable")
+    return VideoScore(faces, logits, threshold, detector.arch)
 
 
 def score_file(

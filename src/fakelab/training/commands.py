@@ -88,5 +88,5 @@ def run_train(args: argparse.Namespace) -> None:
             f"continue with --resume",
             file=sys.stderr,
         )
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+        raise SystemExit(128 + result.signal if result.signal else INTERRUPTED_EXIT_CODE)
     print(f"trained to step {result.step}; checkpoint {result.checkpoint}")

@@ -73,6 +73,7 @@ class TrainResult:
     checkpoint: Path
     stopped_early: bool
     losses: dict[str, float]
+    signal: int | None = None  # the signal that stopped the run early (SIGINT, SIGTERM, SIGHUP)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -233,19 +234,21 @@ def write_config(config: FommConfig, path: Path) -> None:
 
 def _ignore_interrupts(_worker: int) -> None:
     """Data workers leave Ctrl-C to the main process, which stops cleanly after its step."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for ignored in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ignored, signal.SIG_IGN)
 
 
 class StopRequest:
-    """Ctrl-C or SIGTERM asks the run to stop after the current step (and write a checkpoint).
+    """Ctrl-C, SIGTERM or SIGHUP asks the run to stop after the current step (and write a checkpoint).
 
     A second Ctrl-C stops at once, without a checkpoint.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, announce: bool):
         self.requested = False
+        self.signum: int | None = None
         self.announce = announce
         self.previous: dict = {}
 
@@ -258,6 +261,7 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = self.signum or signum
         if self.announce:
             print("\nstopping after this step to write a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
@@ -286,7 +290,16 @@ def _check_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     if resume:
         if not checkpoint_path.is_file():
             raise InputError(f"nothing to resume: {run_dir} has no {CHECKPOINT_NAME}")
-        return Checkpoint.read(checkpoint_path)
+        checkpoint = Checkpoint.read(checkpoint_path)
+        needed = ["step", "train_state", *(f"optimizer_{name}" for name in OPTIMISED)]
+        missing = [key for key in needed if key not in checkpoint.extra]
+        if missing:
+            raise InputError(f"{checkpoint_path} cannot be resumed: it has no '{missing[0]}' (not written by fakelab train?)")
+        if not isinstance(checkpoint.extra["train_state"], dict) or not all(
+            isinstance(checkpoint.extra[f"optimizer_{name}"], dict) for name in OPTIMISED
+        ):
+            raise InputError(f"{checkpoint_path} cannot be resumed: its training state is malformed")
+        return checkpoint
     if checkpoint_path.exists():
         raise InputError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another output folder")
     return None
@@ -332,7 +345,10 @@ def train(
                     f"the run's perceptual loss uses {state['perceptual']}, not {trainer.perceptual_name}: "
                     "pass the same --perceptual-weights"
                 )
-            trainer.restore(resumed)
+            try:
+                trainer.restore(resumed)
+            except (KeyError, ValueError, TypeError, RuntimeError) as error:
+                raise InputError(f"the run's checkpoint does not fit its config: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
         elif options.init_checkpoint:
             Checkpoint.read(options.init_checkpoint).load_into(trainer.networks)
         start_step = int(resumed.extra["step"]) if resumed else 0
@@ -417,4 +433,4 @@ def _train_loop(
         bar.close()
         if monitor:
             monitor.close()
-    return TrainResult(step, total_steps, checkpoint_path, stopped, losses)
+    return TrainResult(step, total_steps, checkpoint_path, stopped, losses, stop.signum if stopped else None)

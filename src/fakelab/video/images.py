@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ from fakelab.video.reader import PathLike
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 WHITE = (255, 255, 255, 255)
+# Largest image decoded, read from the header before any pixel is: 40 MP (e.g. 7300x5500)
+# is a 120 MB RGB array; the face pipeline's copies keep the whole job well under 2 GB.
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def load_image(path: PathLike) -> np.ndarray:
@@ -21,12 +25,28 @@ def load_image(path: PathLike) -> np.ndarray:
     Transparent pixels are composited over white; 16-bit images are scaled to 8 bits.
     """
     if not Path(path).is_file():
-        raise InputError(f"{path} is not a readable image (no such file)")
+        reason = "no such file" if not Path(path).exists() else "not a regular file"
+        raise InputError(f"{path} is not a readable image ({reason})")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Our own limit below is lower; Pillow's warning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"{path} is {width}x{height} pixels ({width * height / 1e6:.0f} MP); fakelab reads images "
+                    f"up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP: downscale it first"
+                )
+            if width < 1 or height < 1:
+                raise InputError(f"{path} is an empty image ({width}x{height})")
             upright = ImageOps.exif_transpose(image)
             upright.load()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise InputError(f"{path} has more pixels than Pillow will decode; fakelab reads images up to "
+                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP: downscale it first") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports bad data with any of these, depending on the format.
         raise InputError(f"{path} is not a readable image ({exc})") from None
     return _to_rgb(upright)
