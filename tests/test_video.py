@@ -301,7 +301,10 @@ def test_gif_keeps_detail_with_a_per_frame_palette(tmp_path):
 def test_audio_of_a_video_is_kept_at_full_length(tmp_path, media):
     source = media / "d12.mp4"
     frames = [frame for _, frame in zip(range(25), iter_frames(source, size=(64, 64)))]
-    clip = write_clip(tmp_path / "with_audio.mp4", frames, audio=source)
+    clip = tmp_path / "with_audio.mp4"
+    with VideoWriter(clip, 25, audio=source, full_audio=True) as writer:
+        for frame in frames:
+            writer.write(frame)
     info = probe_video(clip)
     assert info.has_audio and info.frame_count == 25
     assert info.audio_duration == pytest.approx(probe_video(source).audio_duration, abs=0.1)
@@ -310,12 +313,24 @@ def test_audio_of_a_video_is_kept_at_full_length(tmp_path, media):
     assert len(samples) / rate == pytest.approx(7.31, abs=0.1)
 
 
+def test_audio_is_cut_or_padded_to_the_video_length(tmp_path, media):
+    frames = [frame for _, frame in zip(range(25), iter_frames(media / "d12.mp4", size=(64, 64)))]
+    cut = write_clip(tmp_path / "cut.mp4", frames, audio=media / "d12.mp4")  # 7.3 s of audio, 1 s of video
+    _, samples, rate = decoded_audio(cut)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.03)
+    wav = write_sine_wav(tmp_path / "short.wav", 0.4)
+    padded = write_clip(tmp_path / "padded.mp4", frames, audio=wav)
+    _, samples, rate = decoded_audio(padded)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.03)
+    assert np.abs(samples[int(0.6 * rate):]).max() < 0.01  # silence after the tone
+
+
 def test_dubbing_with_a_wav_keeps_its_length_and_sound(tmp_path):
-    wav = write_sine_wav(tmp_path / "tone.wav", 2.0)
+    wav = write_sine_wav(tmp_path / "tone.wav", 1.0)
     clip = write_clip(tmp_path / "dubbed.mkv", grey_ramp(10, 32, 32), fps=10, audio=wav)
     start, samples, rate = decoded_audio(clip)
     assert start == pytest.approx(0, abs=0.01)
-    assert len(samples) / rate == pytest.approx(2.0, abs=0.1)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.1)
     assert np.sqrt(np.mean(samples**2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
     assert sum(1 for _ in iter_frames(clip)) == 10
 

@@ -118,6 +118,8 @@ class DrivingVideo:
         if isinstance(driving, (str, os.PathLike)):
             self.path: Path | None = Path(driving)
             info = probe_video(self.path)
+            if info.frame_count < 2:
+                raise InputError(f"{self.path} is a still image, not a driving video: motion needs at least 2 frames")
             self.fps = fps or info.fps
             self.length = info.frame_count
             self._open: Callable[[], Iterable[np.ndarray]] = lambda: iter_frames(self.path)

@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Iterator
 
 import av
+import numpy as np
 
 from fakelab.errors import InputError
 from fakelab.video.reader import PathLike, open_media, unreadable
@@ -51,6 +52,8 @@ class AudioTrack:
         self._output = output
         self._decoded = self._decode(source_stream)
         self._samples_written = 0
+        self._layout = layout
+        self._limit: int | None = None  # samples; set by finish(seconds)
 
     def write_until(self, seconds: float) -> None:
         while self._samples_written < seconds * self.rate:
@@ -59,11 +62,21 @@ class AudioTrack:
                 return
             self._encode(self._resampler.resample(frame))
 
-    def finish(self) -> None:
-        self.write_until(math.inf)
+    def finish(self, seconds: float | None = None) -> None:
+        """Write the rest of the audio: all of it, or exactly `seconds` (cut, or padded with silence)."""
+        if seconds is not None:
+            self._limit = round(seconds * self.rate)
+        self.write_until(math.inf if seconds is None else seconds)
         self._encode(self._resampler.resample(None))
         if self._samples_written == 0:
             raise InputError(f"{self._source_path} has no decodable audio")
+        while self._limit is not None and self._samples_written < self._limit:
+            silence = np.zeros((1, min(AAC_FRAME_SIZE, self._limit - self._samples_written)), np.float32)
+            frame = av.AudioFrame.from_ndarray(
+                np.repeat(silence, 2, axis=0) if self._layout == "stereo" else silence, format="fltp", layout=self._layout
+            )
+            frame.sample_rate = self.rate
+            self._encode([frame])
         self._output.mux(self._stream.encode(None))
         self.close()
 
@@ -78,9 +91,24 @@ class AudioTrack:
 
     def _encode(self, frames: list[av.AudioFrame]) -> None:
         for frame in frames:
+            if self._limit is not None:
+                room = self._limit - self._samples_written
+                if room <= 0:
+                    return
+                if frame.samples > room:
+                    frame = _first_samples(frame, room)
             # Timestamps count samples from zero: the audio starts with the video,
             # whatever the source's own start time or timestamp gaps.
             frame.pts = self._samples_written
             frame.time_base = Fraction(1, self.rate)
             self._samples_written += frame.samples
             self._output.mux(self._stream.encode(frame))
+
+
+def _first_samples(frame: av.AudioFrame, count: int) -> av.AudioFrame:
+    """The first `count` samples of a planar float frame."""
+    cut = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(frame.to_ndarray()[:, :count]), format=frame.format.name, layout=frame.layout.name
+    )
+    cut.sample_rate = frame.sample_rate
+    return cut

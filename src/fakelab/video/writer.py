@@ -27,7 +27,8 @@ class VideoWriter:
     The suffix picks the output: .mp4/.mov/.mkv give H.264 (yuv420p, BT.709) with
     AAC audio; .gif gives an animated GIF. The file appears only when the `with`
     block exits without an exception. `audio` names a media file whose first audio
-    stream is re-encoded and muxed from t=0, at its full length.
+    stream is re-encoded and muxed from t=0, cut or padded with silence to the video's
+    length (`full_audio=True` keeps all of it instead).
     H.264 needs even sizes: frames with an odd width or height are padded by
     repeating their last column or row, so the file is one pixel larger there.
     `lossless` writes H.264 in RGB at qp 0 (libx264rgb) instead, any size, which decodes
@@ -35,8 +36,15 @@ class VideoWriter:
     """
 
     def __init__(
-        self, path: PathLike, fps: float, audio: PathLike | None = None, crf: int = 18, lossless: bool = False
+        self,
+        path: PathLike,
+        fps: float,
+        audio: PathLike | None = None,
+        crf: int = 18,
+        lossless: bool = False,
+        full_audio: bool = False,
     ):
+        self._full_audio = full_audio
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in H264_SUFFIXES | {GIF_SUFFIX}:
@@ -149,7 +157,7 @@ class VideoWriter:
             raise ValueError(f"no frames were written to {self.path}")
         self._container.mux(self._stream.encode(None))
         if self._audio is not None:
-            self._audio.finish()
+            self._audio.finish(None if self._full_audio else float(self._frames_written / self._rate))
         self._container.close()
         self._container = None
 
