@@ -58,7 +58,7 @@ def test_audio_none_dub_and_gif(media, tiny_vox, tmp_path):
     dubbed = tmp_path / "dubbed.mp4"
     assert main(["animate", source, str(short), "-o", str(dubbed), "--audio", str(media / "d12.mp4"), *tiny_vox]) == 0
     assert probe_video(dubbed).frame_count == 5
-    assert abs(audio_seconds(dubbed) - audio_seconds(media / "d12.mp4")) < 0.1
+    assert abs(audio_seconds(dubbed) - 5 / 10) < 0.05  # the dub is cut to the video's length
 
     gif = tmp_path / "out.gif"
     assert main(["animate", source, str(short), "-o", str(gif), *tiny_vox]) == 0
@@ -105,7 +105,7 @@ def test_bad_inputs_give_one_line_errors(media, tiny_vox, fomm_fixtures, tmp_pat
     cases = {
         "corrupt.mp4 is not a readable video": [source, str(corrupt), "-o", output, *tiny_vox],
         "tiny-zeroth-cpk.pth.tar: kp_detector is missing key 'jacobian.weight'": [source, driving, "-o", output, *zeroth],
-        "is one of the inputs": [source, driving, "-o", driving, *tiny_vox],
+        "is the input": [source, driving, "-o", driving, *tiny_vox],
         "past the end of the driving video": [source, driving, "-o", output, "--best-frame", "500", *tiny_vox],
         "README.md is not a readable image": [str(media / "README.md"), driving, "-o", output, *tiny_vox],
     }
@@ -113,7 +113,7 @@ def test_bad_inputs_give_one_line_errors(media, tiny_vox, fomm_fixtures, tmp_pat
         cases["CUDA is not available"] = [source, driving, "-o", output, "--device", "cuda", *tiny_vox]
     for message, args in cases.items():
         result = run_cli("animate", *args)
-        assert result.returncode == 1, (message, result.stderr)
+        assert result.returncode == (2 if "CUDA" in message else 1), (message, result.stderr)
         assert message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "out.mp4").exists()
@@ -138,7 +138,7 @@ def test_interrupt_leaves_nothing_behind(media, tiny_vox, tmp_path):
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert "interrupted; nothing was written" in rest and "Traceback" not in rest
+    assert "interrupted; unfinished outputs were removed" in rest and "Traceback" not in rest
     assert list(tmp_path.iterdir()) == []
 
 

@@ -67,10 +67,10 @@ def _register_animate(subparsers) -> None:
 
 
 def run_animate(args: argparse.Namespace) -> None:
-    check_suffix(args.output, (".mp4", ".mov", ".mkv", ".gif"))
     audio_file = None if args.audio in ("keep", "none") else args.audio
     check_paths(inputs={"source": args.source, "driving video": args.driving, "checkpoint": args.checkpoint,
                 "config": config_file(args.config), "audio file": audio_file}, outputs=[args.output])
+    check_suffix(args.output, (".mp4", ".mov", ".mkv", ".gif"))
     result = animate(
         args.source,
         args.driving,

@@ -99,11 +99,11 @@ def crf_list(text: str) -> tuple[int, ...]:
 
 
 def run_attack_command(args: argparse.Namespace) -> None:
-    check_suffix(args.output, (".mp4", ".mov", ".mkv"))
     output = Path(args.output)
     side = [output.with_name(output.stem + ".lossless.mkv"), *report_paths(output)]
     side += [output.with_name(f"{output.stem}.crf{level}.mp4") for level in args.recompress]
     check_paths(inputs={"video": args.video, "detector checkpoint": args.detector}, outputs=[output], side_outputs=side)
+    check_suffix(args.output, (".mp4", ".mov", ".mkv"))
     config = AttackConfig(
         eps=args.eps,
         step=args.step,

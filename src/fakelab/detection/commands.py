@@ -99,8 +99,8 @@ def run_detect(args: argparse.Namespace) -> None:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"{source} does not exist")
-    check_suffix(args.report, (".html", ".htm"), "report")
     check_paths(inputs={"checkpoint": args.checkpoint, "input": None if source.is_dir() else source}, outputs=[args.report])
+    check_suffix(args.report, (".html", ".htm"), "report")
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
     if source.is_dir():
         paths = media_files(source)
@@ -175,9 +175,9 @@ def _register_train(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    check_suffix(args.output, (".pt", ".pth", ".safetensors"))
     side = [] if args.resume else [state_path(args.output)]
     check_paths(inputs={"checkpoint": args.init}, input_dirs={"--real folder": args.real, "--fake folder": args.fake}, outputs=[args.output], side_outputs=side)
+    check_suffix(args.output, (".pt", ".pth", ".safetensors"))
     config = TrainingConfig(
         arch=args.arch,
         epochs=args.epochs,

@@ -51,13 +51,13 @@ def _register_crop(subparsers) -> None:
 
 def run_crop(args: argparse.Namespace) -> None:
     output = Path(args.output)
+    check_paths(inputs={"image" if args.source else "video": args.input}, outputs=[output], side_outputs=[boxes_path(output)])
     if args.source:
         from PIL import Image
 
         check_suffix(output, sorted(Image.registered_extensions()))
     else:
         check_suffix(output, (".mp4", ".mov", ".mkv", ".gif"))
-    check_paths(inputs={"image" if args.source else "video": args.input}, outputs=[output], side_outputs=[boxes_path(output)])
     if args.source:
         _crop_source(args, output)
         return
@@ -113,11 +113,11 @@ def _register_demo(subparsers) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> None:
     output = Path(args.output)
-    check_suffix(output, (".mp4", ".mov", ".mkv", ".gif"))
     side = [output.with_name(f"{output.stem}-driving{output.suffix}")]
     if args.checkpoint:
         side.append(output.with_name(f"{output.stem}-fomm{output.suffix}"))
     check_paths(inputs={"checkpoint": args.checkpoint, "config": config_file(args.config)}, outputs=[output], side_outputs=side)
+    check_suffix(output, (".mp4", ".mov", ".mkv", ".gif"))
     result = run_demo(args.output, args.checkpoint, args.config)
     print(f"driving clip: {result.driving}")
     for output in result.outputs:
