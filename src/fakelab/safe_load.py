@@ -165,6 +165,33 @@ def is_torchscript(path) -> bool:
     return any(name.endswith("constants.pkl") or "/code/" in name for name in names)
 
 
+SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "_codecs.encode", "numpy.")
+
+
+def _code_global(path) -> "re.Match | None":
+    """In a plain (not zip) pickle, the first global outside torch and plain containers, as a match."""
+    import pickletools
+    import re
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_YAML_BYTES * 64)
+        strings: list[str] = []
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(argument)
+            name = None
+            if opcode.name in ("GLOBAL", "INST"):
+                name = argument.replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            if name and not name.startswith(SAFE_GLOBAL_PREFIXES):
+                return re.match(r"(.*)", f"{name}")
+    except Exception:  # noqa: BLE001 - not a pickle at all: nothing that names code
+        return None
+    return None
+
+
 def load_torch_data(path, what: str = "checkpoint") -> Any:
     """`torch.load(path, weights_only=True)` on the CPU, with one-line CheckpointErrors.
 
@@ -187,8 +214,8 @@ def load_torch_data(path, what: str = "checkpoint") -> Any:
             warnings.simplefilter("ignore")  # protocol notes from torch about files we refuse anyway
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        if found or "Weights only load failed" in str(error):
+        found = re.search(r"GLOBAL ([\w.]+)", str(error)) or _code_global(path)
+        if found:
             named = f" (it references {found.group(1)})" if found else ""
             raise CheckpointError(f"{what} {path.name} {REFUSED_CODE}{named}; nothing in it was run") from None
         raise CheckpointError(f"{what} {path.name} is not a PyTorch checkpoint (corrupt or another kind of file)") from None

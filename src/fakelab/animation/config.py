@@ -173,7 +173,7 @@ def _build(cls, values: Any, where: str, nested_types: dict | None = None):
     kwargs = {}
     for name, value in values.items():
         nested = nested_types.get((cls, name))
-        if nested is not None and value is not None:
+        if nested is not None and (value is not None or " | None" not in str(known[name].type)):
             value = _build(nested, value, f"{where}.{name}", nested_types)
         elif value is not None or " | None" not in str(known[name].type):
             value = check_field(str(known[name].type), value, name, where)

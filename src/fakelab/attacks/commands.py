@@ -14,6 +14,7 @@ from fakelab.attacks.video import DEFAULT_CRF, attack_video, report_paths
 from fakelab.cli_checks import check_paths, check_suffix, integer, number, positive_int, seed
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.registry import ARCHITECTURES
+from fakelab.video import probe_video
 from fakelab.faces.detect import DETECTORS
 
 DEFAULTS = AttackConfig()
@@ -104,6 +105,7 @@ def run_attack_command(args: argparse.Namespace) -> None:
     side += [output.with_name(f"{output.stem}.crf{level}.mp4") for level in args.recompress]
     check_paths(inputs={"video": args.video, "detector checkpoint": args.detector}, outputs=[output], side_outputs=side)
     check_suffix(args.output, (".mp4", ".mov", ".mkv"))
+    probe_video(args.video)  # a broken video fails before the detector loads
     config = AttackConfig(
         eps=args.eps,
         step=args.step,
