@@ -11,8 +11,8 @@ perturbed driving clip is animated and compared with the reference:
   against the real driving frames ("truth");
 - tracking failures: the fraction of perturbed driving frames where the face tracker does
   not find the face;
-- glitch flag rate: the fraction of animated frames that the glitch detector flags
-  (`fakelab.stress.glitch`).
+- glitch flag rate: the fraction of animated frames that the glitch detector
+  (`fakelab.detection.glitch`: face lost or weakly found, landmark jumps) flags.
 
 The unperturbed cell also records, per frame, the yaw/pitch gap between the source and the
 driving frame (head pose from landmarks, `fakelab.stress.pose`), the AKD against the
@@ -40,6 +40,7 @@ from fakelab.stress.store import CellStore
 PathLike = str | os.PathLike
 DEFAULT_MAX_FRAMES = 24
 POSE_BINS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, math.inf)
+GLITCH_DETECTOR = "fakelab.detection.glitch at its default threshold"
 SCORES = ("l1", "akd", "aed", "missing", "l1_truth", "akd_truth", "aed_truth", "tracking_failures", "glitch_rate")
 
 
@@ -247,7 +248,6 @@ def run_animation_sweep(
 ) -> AnimationSweep:
     """Run (or resume) the sweep into the folder `output`; returns every cell."""
     from fakelab.metrics.faces import read_faces
-    from fakelab.stress.glitch import glitch_source
 
     size = tuple(animator.size)
     pairs, failures = load_pairs(sources, driving, size, max_frames, seed)
@@ -267,7 +267,7 @@ def run_animation_sweep(
         },
         restart,
     )
-    sweep = AnimationSweep(model_name, glitch_source(), failures=failures)
+    sweep = AnimationSweep(model_name, GLITCH_DETECTOR, failures=failures)
     cells = sweep_cells(perturbations, levels)
     pending = [cell for cell in cells if store.load(*cell) is None]
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(pairs)} pairs, model {model_name}")
@@ -298,8 +298,8 @@ def run_animation_sweep(
 
 def _run_pair(animator, pair: Pair, name: str, level: int, store: CellStore) -> dict:
     from fakelab.animation.api import resize_frame
+    from fakelab.detection.glitch import find_glitches
     from fakelab.metrics.scores import l1_error
-    from fakelab.stress.glitch import glitch_flags
 
     record: dict = {"pair": pair.name, "error": None}
     if name == "clean":
@@ -319,7 +319,7 @@ def _run_pair(animator, pair: Pair, name: str, level: int, store: CellStore) -> 
     record.update(scores)
     if pair.self_reenactment:
         record["l1_truth"] = float(np.mean([l1_error(g, t) for g, t in zip(generated, pair.driving)]))
-    glitches = glitch_flags(generated)
+    glitches = [glitch.flagged for glitch in find_glitches(generated)]
     record["glitch_rate"] = float(np.mean(glitches))
     if name == "clean":
         record["frames"] = _pose_frames(pair, faces, glitches)

@@ -83,8 +83,9 @@ def _rng(seed: int, index: int) -> np.random.Generator:
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """Clip and truncate, as the reference's astype(np.uint8) after its arithmetic."""
-    return np.clip(image, 0, 255).astype(np.uint8)
+    """Clip and round. (The reference truncates; rounding differs by at most one level and
+    keeps identity settings, such as a saturation factor of 1, exact.)"""
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -99,7 +100,8 @@ def saturation(frame: np.ndarray, factor: float) -> np.ndarray:
 
 
 def contrast(frame: np.ndarray, factor: float) -> np.ndarray:
-    return _to_uint8(frame.astype(np.float32) * factor)
+    """Pixel values times `factor`, truncated as the reference does."""
+    return np.clip(frame.astype(np.float32) * factor, 0, 255).astype(np.uint8)
 
 
 BLOCK_SIDE = 8
