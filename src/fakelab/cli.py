@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "fakelab.detection.commands",
     "fakelab.evaluate_commands",
     "fakelab.attacks.commands",
+    "fakelab.stress.commands",
 ]
 
 

@@ -249,13 +249,26 @@ def video_faces(
     path = Path(path)
     info = probe_video(path)
     indices = sample_indices(info.frame_count, frames)
+    stream = frames_at(path, indices)
+    return follow_face(progress(stream) if progress else stream, size, path, info.fps, info.frame_count, face_detector)
+
+
+def follow_face(
+    indexed_frames: Iterable[tuple[int, np.ndarray]],
+    size: int,
+    source: PathLike,
+    fps: float | None,
+    frame_count: int,
+    face_detector: str | None = None,
+) -> FaceCrops:
+    """Crops of the main face (the one found in most frames) of (index, RGB frame) pairs
+    sampled from a video, in order. Raises NoFaceError when no face is found in any."""
     # The tracker counts sampled frames, which may be far apart: a face missed in more
     # than a few samples in a row is dropped rather than held where it was.
     tracker = FaceTracker(face_detector, detect_every=16, max_hold=3)
     tracks: dict[int, _TrackCrops] = {}
     sampled = 0
-    stream = frames_at(path, indices)
-    for index, frame in progress(stream) if progress else stream:
+    for index, frame in indexed_frames:
         sampled += 1
         for face in tracker.update(frame):
             crop, box, landmarks = _crop_face(frame, face.landmarks, size)
@@ -266,14 +279,14 @@ def video_faces(
             track.boxes.append(box)
             track.detected.append(face.detected)
     if not tracks:
-        raise NoFaceError(f"{path} (looked in {sampled} frames sampled through it)")
+        raise NoFaceError(f"{source} (looked in {sampled} frames sampled through it)")
     main = max(tracks.values(), key=_TrackCrops.rank)
     return FaceCrops(
-        source=path,
+        source=Path(source),
         is_video=True,
         frame_indices=np.asarray(main.indices, dtype=np.int64),
-        fps=info.fps,
-        frame_count=info.frame_count,
+        fps=fps,
+        frame_count=frame_count,
         sampled=sampled,
         crops=main.crops,
         landmarks=np.asarray(main.landmarks, dtype=np.float64),

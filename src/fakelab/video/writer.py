@@ -32,7 +32,8 @@ class VideoWriter:
     H.264 needs even sizes: frames with an odd width or height are padded by
     repeating their last column or row, so the file is one pixel larger there.
     `lossless` writes H.264 in RGB at qp 0 (libx264rgb) instead, any size, which decodes
-    to exactly the frames written; few players show it.
+    to exactly the frames written; few players show it. `bitrate` (bits per second)
+    encodes H.264 at that average rate instead of at constant quality `crf`.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class VideoWriter:
         crf: int = 18,
         lossless: bool = False,
         full_audio: bool = False,
+        bitrate: int | None = None,
     ):
         self._full_audio = full_audio
         self.path = Path(path)
@@ -56,6 +58,9 @@ class VideoWriter:
         if lossless and self._is_gif:
             raise InputError(f"{path} is a GIF, which cannot be lossless: use .mkv")
         self._lossless = lossless
+        if bitrate is not None and not bitrate > 0:
+            raise ValueError(f"bitrate must be a positive number of bits per second, got {bitrate}")
+        self._bitrate = bitrate
         if audio is not None:
             if self._is_gif:
                 raise InputError(f"{path} is a GIF, which cannot carry the audio of {audio}")
@@ -124,9 +129,10 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264rgb", rate=self._rate, options={"qp": "0"})
             self._stream.pix_fmt = "rgb24"
         else:
-            self._stream = self._container.add_stream(
-                "libx264", rate=self._rate, options={"crf": str(self._crf)}
-            )
+            options = {} if self._bitrate else {"crf": str(self._crf)}
+            self._stream = self._container.add_stream("libx264", rate=self._rate, options=options)
+            if self._bitrate:
+                self._stream.bit_rate = int(self._bitrate)
             self._stream.pix_fmt = "yuv420p"
             width, height = width + width % 2, height + height % 2
             context = self._stream.codec_context

@@ -1,0 +1,111 @@
+"""What a sweep writes: JSON, markdown tables, PNG curves and a one-file HTML report.
+
+Plots use the detection pillar's matplotlib helpers (Agg canvas, PNG bytes); the HTML
+embeds every image as base64, so the report is a single file that can be passed on.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from fakelab.atomic import atomic_output
+from fakelab.detection.plots import _figure, _png
+
+PathLike = str | os.PathLike
+Series = Mapping[str, tuple[Sequence[float], Sequence[float | None]]]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.9em; } td, th { padding: 0.2em 0.7em; border-bottom: 1px solid #eee; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.examples { display: flex; flex-wrap: wrap; gap: 0.8em; } figure { margin: 0; }
+figcaption { font-size: 0.8em; color: #555; max-width: 192px; } .note { color: #555; font-size: 0.9em; }
+"""
+
+
+def cell_text(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:+.{digits}f}" if digits < 0 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def signed(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:+.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def curves_png(series: Series, x_label: str, y_label: str, title: str, y_range: tuple[float, float] | None = None) -> bytes:
+    """One line per series, `name -> (x values, y values)`; None values are gaps."""
+    figure = _figure(8.0, 4.6)
+    axes = figure.add_subplot()
+    styles = ["-", "--", "-.", ":"]
+    for k, (name, (xs, ys)) in enumerate(series.items()):
+        ys = [math.nan if y is None else y for y in ys]
+        axes.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.5, linestyle=styles[(k // 10) % 4], label=name)
+    if y_range:
+        axes.set_ylim(*y_range)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    return _png(figure)
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_bytes(path: PathLike, data: bytes) -> Path:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: PathLike, data: dict) -> Path:
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    """A page of (heading, inner HTML) sections."""
+    body = "".join(f"<h2>{html.escape(heading)}</h2>{inner}" for heading, inner in sections)
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def figure_html(png: bytes, alt: str) -> str:
+    from fakelab.detection.report import png_data_uri
+
+    return f'<img src="{png_data_uri(png)}" alt="{html.escape(alt)}" style="max-width:100%">'
+
+
+def examples_html(examples: Sequence[tuple[str, str]]) -> str:
+    """Figures of (caption, data URI)."""
+    figures = "".join(
+        f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        for caption, uri in examples
+    )
+    return f'<div class="examples">{figures}</div>'
