@@ -142,7 +142,7 @@ class RemoteAvatars:
         try:
             self._connection = connect(
                 f"ws://{host}:{port}", max_size=MAX_MESSAGE, open_timeout=CONNECT_TIMEOUT_S, compression=None
-            )
+            ).__enter__()  # held open for the session; close() leaves it
         except (OSError, TimeoutError) as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise FakelabError(f"cannot reach the live worker at {self.address} ({reason})") from None
@@ -174,7 +174,7 @@ class RemoteAvatars:
         return RemoteAvatar(self, number)
 
     def close(self) -> None:
-        self._connection.close()
+        self._connection.__exit__(None, None, None)
 
 
 class RemoteAvatar:
