@@ -171,6 +171,8 @@ def test_find_best_frame_picks_the_pose_of_the_source(media):
 
 
 def test_fomm_needs_a_checkpoint(media, tmp_path):
-    result = run_cli("animate", str(media / "s7.jpg"), str(media / "d12.mp4"), "-o", str(tmp_path / "x.mp4"))
+    result = run_cli(
+        "animate", str(media / "s7.jpg"), str(media / "d12.mp4"), "-o", str(tmp_path / "x.mp4"), "--model", "fomm"
+    )
     assert result.returncode == 1
     assert "the fomm model needs a checkpoint" in result.stderr and "Traceback" not in result.stderr

@@ -44,11 +44,13 @@ class AnimationResult:
     fps: float
     seconds: float
     audio: Path | None
+    details: str = ""  # which model, initial frame and crop were used
 
     def summary(self) -> str:
         speed = self.frames / self.seconds if self.seconds > 0 else float("inf")
         audio = f"audio from {self.audio.name}" if self.audio else "no audio"
-        return f"animated {self.frames} frames in {self.seconds:.1f} s ({speed:.1f} fps, {audio}) -> {self.output}"
+        line = f"animated {self.frames} frames in {self.seconds:.1f} s ({speed:.1f} fps, {audio}) -> {self.output}"
+        return f"{line}\n{self.details}" if self.details else line
 
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -83,11 +85,16 @@ def fomm_animator(
     return FommAnimator(networks, motion, device=resolve_device(device), batch_size=batch_size)
 
 
-MODELS = ("fomm", "landmark-warp")
+MODELS = ("portrait", "fomm", "landmark-warp")
+
+
+def default_model(checkpoint: PathLike | None) -> str:
+    """fomm when a checkpoint is given, else the portrait model, which needs no weights."""
+    return "fomm" if checkpoint is not None else "portrait"
 
 
 def build_animator(
-    model: str = "fomm",
+    model: str | None = None,
     checkpoint: PathLike | None = None,
     config: PathLike = "vox-256",
     relative: bool = True,
@@ -95,10 +102,16 @@ def build_animator(
     device: str = "cpu",
     batch_size: int | None = None,
 ) -> Animator:
-    """The animation model by name: `fomm` (needs a checkpoint) or `landmark-warp` (needs none)."""
+    """The animation model by name: `portrait` (the default without a checkpoint; needs no
+    weights), `fomm` (needs a checkpoint) or `landmark-warp` (the classical baseline)."""
+    model = model or default_model(checkpoint)
+    if model == "portrait":
+        from fakelab.animation.portrait import PortraitAnimator
+
+        return PortraitAnimator()
     if model == "fomm":
         if checkpoint is None:
-            raise FakelabError("the fomm model needs a checkpoint (or use the landmark-warp model)")
+            raise FakelabError("the fomm model needs a checkpoint (or use the portrait model, which needs none)")
         return fomm_animator(checkpoint, config, relative, adapt_scale, device, batch_size)
     if model == "landmark-warp":
         from fakelab.animation.landmark_warp import LandmarkWarpAnimator
@@ -113,7 +126,9 @@ class DrivingVideo:
     With `crop`, each frame is first cut to the followed face, as the FOMM crop tool does.
     """
 
-    def __init__(self, driving: PathLike | Frames, size: tuple[int, int], fps: float | None, crop: bool = False):
+    def __init__(
+        self, driving: PathLike | Frames, size: tuple[int, int] | None, fps: float | None, crop: bool = False
+    ):
         self.size = size
         if isinstance(driving, (str, os.PathLike)):
             self.path: Path | None = Path(driving)
@@ -143,6 +158,8 @@ class DrivingVideo:
             from fakelab.faces import apply_crop
 
             frames = apply_crop(frames, self.crop_plan)
+        if self.size is None:  # the model takes frames at any size
+            return iter(frames)
         return (resize_frame(frame, self.size) for frame in frames)
 
     def frame(self, index: int) -> np.ndarray:
@@ -217,7 +234,7 @@ def animate(
     output: PathLike | None = None,
     *,
     animator: Animator | None = None,
-    model: str = "fomm",
+    model: str | None = None,
     checkpoint: PathLike | None = None,
     config: PathLike = "vox-256",
     relative: bool = True,
@@ -234,8 +251,11 @@ def animate(
 ) -> AnimationResult | list[np.ndarray]:
     """Animate `source` (image path or HxWx3 uint8 array) with `driving` (video path or frames).
 
-    The model is `animator`, or built from `model` (`fomm` with a `checkpoint` and
-    its `config`, or `landmark-warp`). Face options: `crop` cuts the source and the
+    The model is `animator`, or built from `model`: by default `portrait` without a
+    checkpoint (training-free, at the source's native resolution, its face region
+    always cut out and pasted back, so `crop` and `paste_back` are implied), `fomm`
+    with a `checkpoint` and its `config`, or `landmark-warp`. Other models' face
+    options: `crop` cuts the source and the
     driving frames to the face first; `paste_back` composites the animated face
     into the full-size source (the output has the source's size); `find_best_frame`
     takes motion relative to the driving frame whose pose is closest to the source's
@@ -252,6 +272,10 @@ def animate(
     if output is not None:
         _refuse_overwriting_inputs(Path(output), source, driving, audio)
     source_image = _read_source(source)
+    if getattr(animator, "size", ()) is None:
+        return _animate_native(
+            animator, source_image, driving, output, best_frame, find_best_frame, audio, fps, progress
+        )
     source_crop = _face_crop(source_image, animator.size) if crop or paste_back else None
     animated_source = source_crop.image if source_crop is not None else source_image
     driving_video = DrivingVideo(driving, animator.size, fps, crop=crop)
@@ -277,3 +301,50 @@ def animate(
             writer.write(frame)
             bar.update()
     return AnimationResult(output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path)
+
+
+def _animate_native(
+    animator,
+    source_image: np.ndarray,
+    driving: PathLike | Frames,
+    output: PathLike | None,
+    best_frame: int | None,
+    find_best_frame: bool,
+    audio: str | PathLike | None,
+    fps: float | None,
+    progress: bool,
+) -> AnimationResult | list[np.ndarray]:
+    """A model that works at every frame's own size (the portrait model): the source
+    at its native resolution, driving frames as they are; it finds, animates and
+    pastes back the face region itself, so the output has exactly the source's size."""
+    portrait = animator.prepare(source_image)
+    driving_video = DrivingVideo(driving, None, fps)
+    if find_best_frame:
+        best_frame = _best_frame_index(source_image, driving_video)
+    initial = None if best_frame is None else driving_video.frame(best_frame)
+    if initial is not None:
+        portrait.recalibrate(initial)
+    frames = (portrait.render(frame) for frame in driving_video.frames())
+    if output is None:
+        return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
+    output = Path(output)
+    audio_path = _audio_for(audio, driving_video, output)
+    started = time.perf_counter()
+    with (
+        VideoWriter(output, driving_video.fps, audio=audio_path) as writer,
+        tqdm(total=driving_video.length, unit="frame", desc="animating", disable=not progress) as bar,
+    ):
+        for frame in frames:
+            writer.write(frame)
+            bar.update()
+    left, top, right, bottom = portrait.region
+    height, width = source_image.shape[:2]
+    details = (
+        f"model {getattr(animator, 'name', type(animator).__name__)} (no weights); motion relative to driving frame "
+        f"{best_frame if best_frame is not None else f'{portrait.neutral_frame} (the first with a face)'}"
+        f"{' (the best frame: pose closest to the source)' if find_best_frame else ''}; face region {right - left}x{bottom - top} at ({left}, {top}) "
+        f"of the {width}x{height} source, animated at native resolution and pasted back; output {width}x{height}"
+    )
+    return AnimationResult(
+        output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path, details
+    )

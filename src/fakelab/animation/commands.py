@@ -18,15 +18,19 @@ def _register_animate(subparsers) -> None:
     parser = subparsers.add_parser(
         "animate",
         help="animate a still image with the motion of a driving video",
-        description="Animate SOURCE (an image) with the motion of DRIVING (a video) using a First Order "
-        "Motion Model checkpoint, or the classical landmark-warp model that needs none. Writes an mp4 "
+        description="Animate SOURCE (an image) with the motion of DRIVING (a video) using the training-free "
+        "portrait model (the default: no weights needed), a First Order Motion Model checkpoint, or the "
+        "classical landmark-warp baseline. Writes an mp4 "
         "(H.264 + AAC) or a gif at the driving fps.",
     )
     parser.add_argument("source", help="source image (any format and mode Pillow reads)")
     parser.add_argument("driving", help="driving video")
     parser.add_argument("-o", "--output", required=True, help="output video (.mp4 or .gif)")
     parser.add_argument(
-        "--model", choices=MODELS, default="fomm", help="fomm (default, needs --checkpoint) or landmark-warp"
+        "--model",
+        choices=MODELS,
+        help="portrait (default without --checkpoint: training-free, native resolution, face cut out and pasted "
+        "back), fomm (default with --checkpoint) or landmark-warp (the classical baseline)",
     )
     parser.add_argument("--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors)")
     parser.add_argument(
@@ -48,11 +52,13 @@ def _register_animate(subparsers) -> None:
     )
     parser.add_argument(
         "--crop", choices=("none", "auto"), default="none",
-        help="auto: cut the source and every driving frame to the face first (recommended for faces)",
+        help="fomm and landmark-warp: auto cuts the source and every driving frame to the face first "
+        "(recommended for faces); the portrait model always works on the face region",
     )
     parser.add_argument(
         "--paste-back", action="store_true",
-        help="composite the animated face into the full-size source: the output has the source's size",
+        help="fomm and landmark-warp: composite the animated face into the full-size source, so the output "
+        "has the source's size (the portrait model always does)",
     )
     parser.add_argument(
         "--audio",

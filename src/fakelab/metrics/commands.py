@@ -23,7 +23,7 @@ from fakelab.metrics.evaluate import (
     read_pairs_list,
 )
 
-MODELS = ("fomm", "landmark-warp")
+MODELS = ("fomm", "landmark-warp", "portrait")
 
 
 def register_evaluation(kinds) -> None:
@@ -97,6 +97,10 @@ def build_models(names: list[str], args: argparse.Namespace, config, relative: b
                 adapt_scale=normalisation.adapt_movement_scale,
                 device=args.device,
             )
+        elif name == "portrait":
+            from fakelab.animation.portrait import PortraitAnimator
+
+            models[name] = PortraitAnimator(size=ANALYSIS_SIZE)
         else:
             # Resolution-free: it works on frames upscaled to the size dlib is scored at.
             models[name] = LandmarkWarpAnimator(size=ANALYSIS_SIZE, adapt_scale=normalisation.adapt_movement_scale, relative=relative)
