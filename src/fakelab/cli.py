@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "fakelab.evaluate_commands",
     "fakelab.attacks.commands",
     "fakelab.stress.commands",
+    "fakelab.live.commands",
 ]
 
 

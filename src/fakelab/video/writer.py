@@ -71,6 +71,7 @@ class VideoWriter:
         self._rate = _exact_rate(fps)
         self._crf = crf
         self._frames_written = 0
+        self._next_index = 0
         self._frame_shape: tuple[int, ...] | None = None
         self._stack: contextlib.ExitStack | None = None
         self._container: av.container.OutputContainer | None = None
@@ -96,17 +97,26 @@ class VideoWriter:
             self._finish()
         return False
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, index: int | None = None) -> None:
+        """Append a frame; `index` places it on the frame-rate grid (default: right after the last).
+
+        A later index leaves a gap during which the previous frame stays on screen, as
+        in a live recording that dropped frames: the video keeps time with its audio.
+        """
         if self._stack is None:
             raise RuntimeError("VideoWriter.write() must be called inside its `with` block")
         self._check_frame(frame)
+        position = self._next_index if index is None else index
+        if position < self._next_index:
+            raise ValueError(f"frame index {index} is not after the last one ({self._next_index - 1})")
         if self._container is None:
             self._open(frame.shape[1], frame.shape[0])
-        encoded = self._stream.encode(self._to_video_frame(frame))
+        encoded = self._stream.encode(self._to_video_frame(frame, position))
         self._container.mux(encoded)
         self._frames_written += 1
+        self._next_index = position + 1
         if self._audio is not None:
-            self._audio.write_until(self._frames_written / self._rate)
+            self._audio.write_until(self._next_index / self._rate)
 
     def _check_frame(self, frame: np.ndarray) -> None:
         if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3
@@ -145,7 +155,7 @@ class VideoWriter:
         if self._audio_source is not None:
             self._audio = AudioTrack(self._audio_source, self._container)
 
-    def _to_video_frame(self, frame: np.ndarray) -> av.VideoFrame:
+    def _to_video_frame(self, frame: np.ndarray, position: int) -> av.VideoFrame:
         if self._is_gif:
             video_frame = _palette_frame(frame)
         elif self._lossless:
@@ -154,7 +164,7 @@ class VideoWriter:
             video_frame = av.VideoFrame.from_ndarray(_even_sized(frame), format="rgb24").reformat(
                 format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
             )
-        video_frame.pts = self._frames_written
+        video_frame.pts = position
         video_frame.time_base = 1 / self._rate
         return video_frame
 
