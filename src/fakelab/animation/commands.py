@@ -26,9 +26,11 @@ def _register_animate(subparsers) -> None:
     parser.add_argument("driving", help="driving video")
     parser.add_argument("-o", "--output", required=True, help="output video (.mp4 or .gif)")
     parser.add_argument(
-        "--model", choices=MODELS, default="fomm", help="fomm (default, needs --checkpoint) or landmark-warp"
+        "--model", choices=MODELS, default="fomm", help="fomm (default, needs --checkpoint), landmark-warp, or landmarks2face (a pix2pix generator as --checkpoint)"
     )
-    parser.add_argument("--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors)")
+    parser.add_argument(
+        "--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors), or latest_net_G.pth for landmarks2face"
+    )
     parser.add_argument(
         "--config",
         default="vox-256",

@@ -75,7 +75,7 @@ def split_aligned(image: np.ndarray, where: object) -> tuple[np.ndarray, np.ndar
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 to CHW float32 in [-1, 1] (ToTensor then Normalize(0.5, 0.5))."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0).sub(0.5).div(0.5)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255.0).sub(0.5).div(0.5)
 
 
 def to_image(tensor: torch.Tensor) -> np.ndarray:
