@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "fakelab.attacks.commands",
     "fakelab.stress.commands",
     "fakelab.live.commands",
+    "fakelab.pix2pix.commands",
 ]
 
 

@@ -85,7 +85,7 @@ def fomm_animator(
     return FommAnimator(networks, motion, device=resolve_device(device), batch_size=batch_size)
 
 
-MODELS = ("portrait", "fomm", "landmark-warp")
+MODELS = ("portrait", "fomm", "landmark-warp", "landmarks2face")
 
 
 def default_model(checkpoint: PathLike | None) -> str:
@@ -117,6 +117,12 @@ def build_animator(
         from fakelab.animation.landmark_warp import LandmarkWarpAnimator
 
         return LandmarkWarpAnimator(adapt_scale=relative and adapt_scale, relative=relative)
+    if model == "landmarks2face":
+        if checkpoint is None:
+            raise FakelabError("the landmarks2face model needs a checkpoint: a generator from `fakelab pix2pix train`")
+        from fakelab.pix2pix.reenact import LandmarksToFaceAnimator
+
+        return LandmarksToFaceAnimator(checkpoint, device, adapt_scale=relative and adapt_scale, relative=relative)
     raise FakelabError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
 
 

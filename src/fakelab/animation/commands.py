@@ -31,9 +31,12 @@ def _register_animate(subparsers) -> None:
         "--model",
         choices=MODELS,
         help="portrait (default without --checkpoint: training-free, native resolution, face cut out and pasted "
-        "back), fomm (default with --checkpoint) or landmark-warp (the classical baseline)",
+        "back), fomm (default with --checkpoint), landmark-warp (the classical baseline) or landmarks2face "
+        "(a person-specific pix2pix generator given as --checkpoint)",
     )
-    parser.add_argument("--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors)")
+    parser.add_argument(
+        "--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors), or latest_net_G.pth for landmarks2face"
+    )
     parser.add_argument(
         "--config",
         default="vox-256",
