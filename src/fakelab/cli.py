@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "fakelab.detection.commands",
     "fakelab.evaluate_commands",
     "fakelab.attacks.commands",
+    "fakelab.provenance.commands",
 ]
 
 

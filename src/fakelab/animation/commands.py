@@ -7,6 +7,7 @@ import argparse
 from fakelab.animation.api import MODELS, animate
 from fakelab.animation.checkpoint import convert_checkpoint
 from fakelab.animation.config import bundled_config_names
+from fakelab.provenance.commands import add_provenance_argument
 
 
 def register(subparsers) -> None:
@@ -62,6 +63,7 @@ def _register_animate(subparsers) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--batch-size", type=int, help="driving frames per batch (default: 1 on CPU, 8 on GPU)")
+    add_provenance_argument(parser)
     parser.set_defaults(handler=run_animate)
 
 
@@ -83,6 +85,7 @@ def run_animate(args: argparse.Namespace) -> None:
         device=args.device,
         batch_size=args.batch_size,
         progress=True,
+        provenance=not args.no_provenance,
     )
     print(result.summary())
 
