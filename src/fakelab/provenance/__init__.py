@@ -58,14 +58,25 @@ __all__ = [
 class Stamp:
     """The provenance of one output: one payload for its frames, one manifest for its file."""
 
-    def __init__(self, payload: Payload | None, enabled: bool = True):
+    def __init__(self, payload: Payload | None, enabled: bool = True, watermark: bool = True):
         self.enabled = enabled
         self.payload = payload
-        self._marker = Watermarker(payload) if enabled and payload is not None else None
+        self._marker = Watermarker(payload) if enabled and watermark and payload is not None else None
 
     @staticmethod
     def new(enabled: bool = True) -> "Stamp":
         return Stamp(Payload.new() if enabled else None, enabled)
+
+    @staticmethod
+    def for_edit_of(video: str | os.PathLike, enabled: bool = True) -> "Stamp":
+        """For an output made by editing `video`: a fakelab mark already in it is kept as it is
+        (a second mark over it would garble both); an unmarked video gets a new one."""
+        if not enabled:
+            return Stamp(None, False)
+        reading = read_file(video)
+        if reading.found:
+            return Stamp(reading.payload, True, watermark=False)
+        return Stamp.new()
 
     def mark(self, frame: np.ndarray) -> np.ndarray:
         return self._marker.mark(frame) if self._marker is not None else frame
