@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "fakelab.evaluate_commands",
     "fakelab.attacks.commands",
     "fakelab.provenance.commands",
+    "fakelab.webapp.commands",
 ]
 
 
