@@ -24,3 +24,18 @@ def fomm_fixtures() -> Path:
 @pytest.fixture
 def media() -> Path:
     return shared_path("media")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_folder(tmp_path_factory):
+    """Outputs are signed with a key made on first use in $XDG_CONFIG_HOME/fakelab: keep the
+    tests' key out of the user's own config folder (subprocesses inherit the variable)."""
+    import os
+
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous

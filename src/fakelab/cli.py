@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "fakelab.stress.commands",
     "fakelab.live.commands",
     "fakelab.pix2pix.commands",
+    "fakelab.provenance.commands",
+    "fakelab.webapp.commands",
 ]
 
 

@@ -256,6 +256,7 @@ def animate(
     device: str = "cpu",
     batch_size: int | None = None,
     progress: bool = False,
+    provenance: bool = True,
 ) -> AnimationResult | list[np.ndarray]:
     """Animate `source` (image path or HxWx3 uint8 array) with `driving` (video path or frames).
 
@@ -272,6 +273,11 @@ def animate(
     With `output` the video (mp4 or gif, at the driving fps) is written there
     atomically, with audio `keep` (the driving video's), `none`, or a path to dub,
     and an `AnimationResult` is returned; without it, the frames are returned.
+
+    `provenance` (default on) marks a written video as fakelab's: an invisible watermark
+    in its frames and a signed C2PA manifest (AI-generated, by fakelab, with its inputs'
+    SHA-256), see docs/provenance.md. Turn it off only for detector research (a detector
+    trained on marked fakes learns the mark). Frames returned in memory are never marked.
     """
     if best_frame is not None and find_best_frame:
         raise FakelabError("give a best frame or ask to find it, not both")
@@ -298,16 +304,27 @@ def animate(
     if output is None:
         return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
 
+    from fakelab.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA, Stamp
+
     output = Path(output)
     audio_path = _audio_for(audio, driving_video, output)
+    stamp = Stamp.new(enabled=provenance)
     started = time.perf_counter()
     with (
         VideoWriter(output, driving_video.fps, audio=audio_path) as writer,
         tqdm(total=driving_video.length, unit="frame", desc="animating", disable=not progress) as bar,
     ):
-        for frame in frames:
+        for frame in stamp.frames(frames):
             writer.write(frame)
             bar.update()
+    stamp.sign(
+        output,
+        [source, driving, checkpoint, audio_path],
+        source_type=COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA if paste_back else TRAINED_ALGORITHMIC_MEDIA,
+        description="portrait animated with the motion of a driving video",
+        parameters={"model": getattr(animator, "name", None) or model, "crop": crop, "paste_back": paste_back,
+                    "best_frame": best_frame, "relative": relative, "adapt_scale": adapt_scale},
+    )
     return AnimationResult(output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path)
 
 

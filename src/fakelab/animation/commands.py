@@ -8,6 +8,7 @@ from fakelab.animation.api import MODELS, animate
 from fakelab.animation.checkpoint import convert_checkpoint
 from fakelab.animation.config import bundled_config_names
 from fakelab.cli_checks import check_paths, check_suffix, config_file, device, non_negative_int, positive_int
+from fakelab.provenance.commands import add_provenance_argument
 
 
 def register(subparsers) -> None:
@@ -72,6 +73,7 @@ def _register_animate(subparsers) -> None:
     )
     parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--batch-size", type=positive_int, help="driving frames per batch (default: 1 on CPU, 8 on GPU)")
+    add_provenance_argument(parser)
     parser.set_defaults(handler=run_animate)
 
 
@@ -97,6 +99,7 @@ def run_animate(args: argparse.Namespace) -> None:
         device=args.device,
         batch_size=args.batch_size,
         progress=True,
+        provenance=not args.no_provenance,
     )
     print(result.summary())
 

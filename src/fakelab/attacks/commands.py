@@ -16,6 +16,7 @@ from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.registry import ARCHITECTURES
 from fakelab.video import probe_video
 from fakelab.faces.detect import DETECTORS
+from fakelab.provenance.commands import add_provenance_argument
 
 DEFAULTS = AttackConfig()
 
@@ -78,6 +79,7 @@ def register(subparsers) -> None:
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})")
     parser.add_argument("--seed", type=seed, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog)")
+    add_provenance_argument(parser)
     parser.set_defaults(handler=run_attack_command)
 
 
@@ -125,6 +127,7 @@ def run_attack_command(args: argparse.Namespace) -> None:
         recompress=args.recompress,
         crf=args.crf,
         face_detector=args.face_detector,
+        provenance=not args.no_provenance,
         progress=lambda frames: tqdm(frames, total=args.frames, desc=f"attack ({args.method})", unit="frame"),
     )
     print(report.summary())

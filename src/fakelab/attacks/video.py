@@ -33,6 +33,7 @@ from fakelab.errors import ConfigError, InputError
 from fakelab.faces.crop import crop_frame
 from fakelab.faces.landmarks import landmark_box
 from fakelab.faces.tracking import track_faces
+from fakelab.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, Stamp
 from fakelab.video import VideoWriter, has_audio, iter_frames, probe_video
 
 PathLike = str | os.PathLike
@@ -51,10 +52,15 @@ def attack_video(
     crf: int = DEFAULT_CRF,
     face_detector: str | None = None,
     progress: Progress | None = None,
+    provenance: bool = True,
 ) -> VideoAttackReport:
     """Attack the first `frames` frames (all by default) of `video` with `method`, write
     `output` (H.264 at `crf`), `<name>.lossless.mkv`, `<name>.report.json` and
-    `<name>.report.md` beside it, and, for each CRF in `recompress`, `<name>.crf<N>.mp4`."""
+    `<name>.report.md` beside it, and, for each CRF in `recompress`, `<name>.crf<N>.mp4`.
+
+    With `provenance` (default) the frames carry fakelab's watermark (the input's own, when it
+    has one, else a new one added before the attack, so the scores are those of the file) and
+    the mp4s a signed C2PA manifest naming the input."""
     started = time.monotonic()
     output = Path(output)
     _check_request(video, output, method, frames, recompress, crf)
@@ -67,7 +73,8 @@ def attack_video(
     records: list[FrameRecord] = []
     size = detector.input_spec.size
     clean_crops, attacked_crops = [], []
-    stream = enumerate(islice(iter_frames(video), len(boxes)))
+    stamp = Stamp.for_edit_of(video, provenance)
+    stream = enumerate(stamp.frames(islice(iter_frames(video), len(boxes))))
     with (
         VideoWriter(lossless, info.fps, audio, lossless=True) as exact,
         VideoWriter(output, info.fps, audio, crf=crf) as delivered,
@@ -100,6 +107,10 @@ def attack_video(
         delivered_crf=crf,
         seconds=time.monotonic() - started,
     )
+    for path in recompressed.values():
+        stamp.sign(path, [video], action="c2pa.edited", source_type=COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
+                   description=f"adversarial perturbation of the face against a deepfake detector ({method})",
+                   parameters={"method": method, "eps": config.eps, "detector": detector.arch})
     write_report(report, output)
     return report
 

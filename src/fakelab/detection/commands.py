@@ -94,6 +94,18 @@ def _print_outcome(outcome: VideoScore | ScanFailure, as_json: bool) -> None:
         print(outcome.summary(), flush=True)
 
 
+def _provenance(source: Path, as_json: dict | None):
+    """Print (or collect, for --json) what provenance says; the verdict wins over any score."""
+    from fakelab.provenance.commands import provenance_before_score
+
+    report = provenance_before_score(source, stream=sys.stderr if as_json is not None else sys.stdout)
+    if report is not None and as_json is not None:
+        as_json.update(report.to_json())
+    if report is not None and report.made_by_fakelab and as_json is None:
+        print(f"{source}: MADE BY FAKELAB (provenance), whatever the detector below says", flush=True)
+    return as_json
+
+
 def run_detect(args: argparse.Namespace) -> None:
     _check_scoring(args)
     source = Path(args.input)
@@ -101,6 +113,9 @@ def run_detect(args: argparse.Namespace) -> None:
         raise InputError(f"{source} does not exist")
     check_paths(inputs={"checkpoint": args.checkpoint, "input": None if source.is_dir() else source}, outputs=[args.report])
     check_suffix(args.report, (".html", ".htm"), "report")
+    provenance = {} if args.json else None
+    if not source.is_dir():  # provenance comes before any model score: a marked file is fakelab's
+        provenance = _provenance(source, provenance)
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
     if source.is_dir():
         paths = media_files(source)
@@ -116,6 +131,8 @@ def run_detect(args: argparse.Namespace) -> None:
         write_report(args.report, detector, result.scores, result.failures, args.checkpoint, args.top)
     if args.json:
         document = {"checkpoint": str(args.checkpoint), "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
+        if provenance:
+            document["provenance"] = provenance
         print(json.dumps(finite_json(document), indent=2, allow_nan=False))
     elif args.report:
         print(f"report written to {args.report}")

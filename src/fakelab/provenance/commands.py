@@ -1,0 +1,59 @@
+"""CLI of the provenance pillar: `fakelab provenance check FILE`, and the shared --no-provenance flag."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NO_PROVENANCE_HELP = (
+    "don't watermark the frames or sign a C2PA manifest (for detector research only: a detector trained "
+    "on marked fakes learns the mark; see docs/provenance.md)"
+)
+
+
+def add_provenance_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-provenance", action="store_true", help=NO_PROVENANCE_HELP)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "provenance",
+        help="check whether a file was made by fakelab (watermark and C2PA manifest)",
+        description="Read the invisible watermark fakelab puts in the frames of what it makes, and the "
+        "signed C2PA manifest it embeds in the file.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="read the watermark and the C2PA manifest of a video or image",
+        description="Report the watermark (payload, bits, confidence) and the C2PA manifest (valid or not, signer, "
+        "claims) of FILE. Exit status 0 either way; see `made_by_fakelab` in --json.",
+    )
+    check.add_argument("file", metavar="FILE")
+    check.add_argument("--frames", type=int, default=None, help="video frames to read the watermark from (default 24)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=run_check)
+
+
+def run_check(args: argparse.Namespace) -> None:
+    from fakelab.errors import InputError
+    from fakelab.provenance import check_file
+
+    if args.frames is not None and args.frames < 1:
+        raise InputError(f"--frames must be at least 1, got {args.frames}")
+    report = check_file(args.file, args.frames)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.describe())
+
+
+def provenance_before_score(path, stream=sys.stdout) -> "object | None":
+    """For `fakelab detect`: print what provenance says about `path` before any model score."""
+    from fakelab.errors import InputError
+    from fakelab.provenance import check_file
+
+    try:
+        report = check_file(path)
+    except InputError:
+        return None
+    print(report.describe(), file=stream, flush=True)
+    return report

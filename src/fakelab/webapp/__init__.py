@@ -1,0 +1,1 @@
+"""The local web app: `fakelab serve` (see docs/webapp.md)."""

@@ -1,0 +1,128 @@
+"""Background jobs of the web app: each one runs a `fakelab` command in a child process.
+
+Running the CLI (rather than the Python API in a thread) gives the page exactly the CLI's
+input checks and one-line errors, a progress bar read from tqdm, and a cancel that works at
+any moment: SIGTERM, after which the command's atomic outputs leave no partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PERCENT = re.compile(r"(\d{1,3})%\|")
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    folder: Path
+    steps: list[list[str]]  # fakelab commands, run one after the other
+    finish: Callable[["Job"], dict] | None = None  # builds the result from the outputs
+    state: str = "queued"  # queued, running, done, failed, cancelled
+    progress: float = 0.0  # 0..1 within the current step
+    step: int = 0
+    message: str = ""
+    stdout: list[str] = field(default_factory=list)
+    result: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    _process: subprocess.Popen | None = None
+    _cancelled: bool = False
+
+    def to_json(self) -> dict:
+        steps = max(1, len(self.steps))
+        return {"id": self.id, "kind": self.kind, "state": self.state,
+                "progress": round(min(1.0, (self.step + self.progress) / steps), 3),
+                "message": self.message, "result": self.result, "seconds": round(time.time() - self.started, 1)}
+
+
+class JobRunner:
+    """Runs one job at a time (the machine's CPUs are better spent on one), the rest wait."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._turn = threading.Lock()
+
+    def submit(self, kind: str, steps: list[list[str]], finish=None, folder: Path | None = None) -> Job:
+        job_id = uuid.uuid4().hex[:12]
+        folder = folder or self.workdir / "jobs" / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        job = Job(job_id, kind, folder, steps, finish)
+        with self._lock:
+            self.jobs[job_id] = job
+        threading.Thread(target=self._run, args=(job,), daemon=True).start()
+        return job
+
+    def cancel(self, job_id: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        job._cancelled = True
+        process = job._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return job
+
+    def _run(self, job: Job) -> None:
+        with self._turn:
+            for index, command in enumerate(job.steps):
+                if job._cancelled:
+                    break
+                job.state, job.step, job.progress = "running", index, 0.0
+                code, error = self._run_step(job, command)
+                if job._cancelled:
+                    break
+                if code != 0:
+                    job.state, job.message = "failed", error or f"the job failed (exit status {code})"
+                    return
+            if job._cancelled:
+                job.state, job.message = "cancelled", "cancelled; no output was kept"
+                return
+            try:
+                job.result = job.finish(job) if job.finish else {}
+            except Exception as error:  # a result that cannot be read is the job's failure, shown in the page
+                job.state, job.message = "failed", f"could not read the results: {error}"
+                return
+            job.state, job.progress, job.step = "done", 1.0, len(job.steps) - 1
+            job.message = job.message or "done"
+
+    def _run_step(self, job: Job, command: list[str]) -> tuple[int, str]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fakelab", *command], cwd=job.folder, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        )
+        job._process = process
+        reader = threading.Thread(target=lambda: job.stdout.extend(process.stdout), daemon=True)
+        reader.start()
+        last_line = ""
+        buffer = ""
+        while True:
+            chunk = process.stderr.read(256)
+            if not chunk:
+                break
+            buffer = (buffer + chunk)[-2000:]
+            for match in PERCENT.finditer(chunk):
+                job.progress = int(match.group(1)) / 100
+            # Complete lines only (the last piece may be half a progress bar), and no progress bars.
+            lines = [line for line in re.split(r"[\r\n]", buffer)[:-1] if line.strip() and "%|" not in line]
+            if lines:
+                last_line = lines[-1]
+                job.message = last_line[-300:]
+        code = process.wait()
+        reader.join(timeout=5)
+        job._process = None
+        errors = [line for line in re.split(r"[\r\n]", buffer) if "error:" in line]
+        return code, (errors[-1].strip() if errors else last_line.strip())
