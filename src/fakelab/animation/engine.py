@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ import torch
 from fakelab.animation.fomm import Keypoints
 from fakelab.animation.motion import KeypointTransfer, MotionTransfer
 from fakelab.animation.networks import FommNetworks
+from fakelab.animation.render import RenderState, exportable, state_names
 
 
 def frames_to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -26,8 +27,8 @@ def tensor_to_frames(batch: torch.Tensor) -> list[np.ndarray]:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Driving frames per batch: 8 on a GPU; 1 on CPU, where batches only add memory traffic
-    (bench/animate_speed.py, 2 cores: 3.45 fps at batch 1, 3.23 at 2, 2.50 at 8)."""
+    """Driving frames per batch of the plain torch path (`animate_tensors`): 8 on a GPU, 1 on
+    CPU. `animate` runs the calibrated plan's batch size instead (see fakelab.animation.calibrate)."""
     return 8 if device.type == "cuda" else 1
 
 
@@ -42,6 +43,12 @@ class FommAnimator:
 
     Everything that depends only on the source (its keypoints, encoder features,
     Gaussians and grids) is computed once; driving frames run in batches.
+
+    `animate` runs the per-frame render the way a `RenderPlan` says (backend, threads,
+    batch size, channels-last, precision): `backend="auto"` (default) takes the plan this
+    machine's calibration chose (measured once, cached; see fakelab.animation.calibrate),
+    the other arguments override parts of it. `animate_tensors` always runs the torch
+    modules themselves, with every intermediate output on request.
     """
 
     def __init__(
@@ -50,12 +57,45 @@ class FommAnimator:
         motion: MotionTransfer = MotionTransfer(),
         device: str | torch.device = "cpu",
         batch_size: int | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        channels_last: bool | None = None,
+        precision: str | None = None,
+        compile: bool | None = None,
+        log: Callable[[str], None] | None = None,
     ):
         self.device = torch.device(device)
         self.networks = networks.to(self.device).eval()
         self.motion = motion
+        self.requested = dict(
+            backend=backend, threads=threads, batch_size=batch_size, channels_last=channels_last,
+            precision=precision, compile=compile,
+        )
         self.batch_size = batch_size or default_batch_size(self.device)
         self.size = networks.config.image_size
+        self.log = log or (lambda message: None)
+        self._plan = None
+        self._backend = None
+
+    @property
+    def plan(self):
+        """The render plan `animate` follows (calibrates on first use unless fully given)."""
+        if self._plan is None:
+            from fakelab.animation.calibrate import RenderPlan, check_plan, choose_plan
+
+            if not exportable(self.networks):  # the plain modules are the only backend
+                plan = RenderPlan(threads=torch.get_num_threads(), batch_size=self.batch_size)
+                self._plan = check_plan(plan, self.device)
+            else:
+                self._plan = choose_plan(self.networks, self.motion, self.device, self.requested, self.log)
+        return self._plan
+
+    def render_backend(self):
+        if self._backend is None:
+            from fakelab.animation.calibrate import build_backend
+
+            self._backend = build_backend(self.plan, self.networks, self.motion)
+        return self._backend
 
     @torch.inference_mode()
     def animate_tensors(
@@ -83,9 +123,38 @@ class FommAnimator:
 
     def animate(self, source: np.ndarray, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         source_batch = frames_to_tensor([source], self.device)
-        driving_batches = (frames_to_tensor(chunk, self.device) for chunk in batched(driving, self.batch_size))
-        for out in self.animate_tensors(source_batch, driving_batches):
-            yield from tensor_to_frames(out["prediction"])
+        plan = self.plan
+        driving_batches = (frames_to_tensor(chunk, self.device) for chunk in batched(driving, plan.batch_size))
+        if not exportable(self.networks):
+            for out in self.animate_tensors(source_batch, driving_batches):
+                yield from tensor_to_frames(out["prediction"])
+            return
+        for prediction in self.render_tensors(source_batch, driving_batches):
+            yield from tensor_to_frames(prediction)
+
+    def render_tensors(self, source: torch.Tensor, driving_batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Predictions for each (B,3,H,W) driving batch, by the plan's backend.
+
+        The source is prepared once by the torch modules; the first driving frame sets the
+        transfer's constants (initial keypoints, movement scale); then each batch is one
+        call of the per-frame graph.
+        """
+        backend = self.render_backend()
+        state = None
+        for batch in driving_batches:
+            if state is None:
+                state = self._render_state(source, batch[:1])
+            yield backend(batch, state)
+
+    @torch.inference_mode()
+    def _render_state(self, source: torch.Tensor, first_driving: torch.Tensor) -> RenderState:
+        kp_detector, generator = self.networks.kp_detector, self.networks.generator
+        source = source.to(self.device)
+        kp_source = kp_detector(source)
+        prepared = generator.prepare(source, kp_source)
+        kp_initial = kp_detector(first_driving.to(self.device)) if self.motion.relative else None
+        transfer = KeypointTransfer(self.motion, kp_source, kp_initial)
+        return RenderState.build(prepared, transfer, state_names(self.networks, self.motion))
 
 
 def _first(kp: Keypoints) -> Keypoints:

@@ -42,13 +42,28 @@ def movement_scale(kp_source: Keypoints, kp_initial: Keypoints) -> float:
 class KeypointTransfer:
     """Maps each batch of driving keypoints to source keypoints, with the per-animation constants fixed."""
 
-    def __init__(self, mode: MotionTransfer, kp_source: Keypoints, kp_initial: Keypoints | None):
+    def __init__(
+        self,
+        mode: MotionTransfer,
+        kp_source: Keypoints,
+        kp_initial: Keypoints | None,
+        scale: float | torch.Tensor | None = None,
+        initial_inverse: torch.Tensor | None = None,
+    ):
+        """`scale` and `initial_inverse` are computed unless given (an exported per-frame
+        graph takes them as inputs, so that one export serves every source)."""
         self.mode = mode
         self.kp_source = kp_source
         self.kp_initial = kp_initial
-        self.scale = movement_scale(kp_source, kp_initial) if mode.relative and mode.adapt_scale else 1.0
-        if mode.relative and mode.relative_jacobian and kp_source.jacobian is not None:
-            self.initial_inverse = torch.inverse(kp_initial.jacobian)
+        if scale is None:
+            scale = movement_scale(kp_source, kp_initial) if mode.relative and mode.adapt_scale else 1.0
+        self.scale = scale
+        if self.uses_initial_jacobian:
+            self.initial_inverse = torch.inverse(kp_initial.jacobian) if initial_inverse is None else initial_inverse
+
+    @property
+    def uses_initial_jacobian(self) -> bool:
+        return self.mode.relative and self.mode.relative_jacobian and self.kp_source.jacobian is not None
 
     def __call__(self, kp_driving: Keypoints) -> Keypoints:
         if not self.mode.relative:

@@ -22,6 +22,15 @@ class MotionSource:
     grid: torch.Tensor  # (h, w, 2) identity sampling grid
 
 
+def inverse_2x2(matrices: torch.Tensor) -> torch.Tensor:
+    """torch.inverse, or the closed form while exporting to ONNX, which has no matrix inverse."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.inverse(matrices)
+    a, b, c, d = matrices[..., 0, 0], matrices[..., 0, 1], matrices[..., 1, 0], matrices[..., 1, 1]
+    adjugate = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
+    return adjugate / (a * d - b * c)[..., None, None]
+
+
 def _expand_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     return tensor if tensor.shape[0] == batch else tensor.expand(batch, *tensor.shape[1:])
 
@@ -105,7 +114,7 @@ class DenseMotionNetwork(nn.Module):
         grid = source.grid.view(1, 1, height, width, 2)
         offsets = grid - kp_driving.value.view(batch, self.num_kp, 1, 1, 2)
         if kp_driving.jacobian is not None:
-            jacobian = torch.matmul(source.kp.jacobian, torch.inverse(kp_driving.jacobian))
+            jacobian = torch.matmul(source.kp.jacobian, inverse_2x2(kp_driving.jacobian))
             offsets = torch.matmul(jacobian.view(-1, self.num_kp, 1, 1, 2, 2), offsets.unsqueeze(-1)).squeeze(-1)
         kp_source_value = source.kp.value.view(-1, self.num_kp, 1, 1, 2)
         driving_to_source = offsets + kp_source_value
