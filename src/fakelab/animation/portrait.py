@@ -59,20 +59,25 @@ BROW_CENTRE, CHIN = 27, 8
 class PortraitOptions:
     """Knobs of the portrait model; the defaults were tuned on ../shared/media."""
 
-    max_angle: float = 18.0  # degrees of head roll passed on; more is clamped smoothly
-    min_scale: float = 0.85  # head size change passed on (leaning in and out)
-    max_scale: float = 1.18
-    max_shift: float = 0.18  # head translation, in face sizes
+    max_angle: float = 25.0  # degrees of head roll passed on; more is clamped smoothly
+    min_scale: float = 0.8  # head size change passed on (leaning in and out)
+    max_scale: float = 1.25
+    max_shift: float = 0.25  # head translation, in face sizes
     rbf_ridge: float = 1e-4  # smoothing of the expression field's thin-plate spline (face-size units)
-    head_radius: tuple[float, float] = (0.95, 1.15)  # head ellipse radii (x, y) in face sizes: moves rigidly
-    falloff: float = 0.75  # then fades to still background over this many face sizes
+    # The head ellipse (radii x, y in face sizes) moves rigidly, then the motion fades
+    # into the still background over `falloff` face sizes. Measured by self-reenactment
+    # L1 on ../shared/media: larger heads drag more background and neck along.
+    head_radius: tuple[float, float] = (0.65, 0.85)
+    falloff: float = 0.45
     grid_cells: int = 40  # coarse-grid cells across one face size
     max_grid: int = 112  # at most this many grid points a side
-    min_cutoff: float = 1.5  # One-Euro filter: Hz for still landmarks
-    mouth_min_cutoff: float = 4.0  # and for the lips, which move faster in speech
-    beta: float = 8.0  # cutoff rise per face size per second
-    pose_min_cutoff: float = 0.8  # the head pose is filtered again, slower: it moves the whole head
-    pose_beta: float = 2.0
+    # One-Euro filters (tuned on d11, a lively talker: lag shows as landmark error).
+    min_cutoff: float = 2.0  # Hz for still landmarks
+    mouth_min_cutoff: float = 5.0  # and for the lips, which move faster in speech
+    beta: float = 40.0  # cutoff rise per face size per second
+    pose_min_cutoff: float = 1.5  # the head pose is filtered again: it moves the whole head
+    pose_beta: float = 30.0
+    derivative_cutoff: float = 4.0  # Hz: how fast the filters notice that a motion starts
     scene_cut: float = 0.35  # a one-frame move of the head by this many face sizes is a cut
     mouth_fill: bool = True
     gaze: bool = True
@@ -108,8 +113,14 @@ def _scale_angle(matrix: np.ndarray) -> tuple[float, float]:
 
 
 def _soft_clamp(value: float, limit: float) -> float:
-    """`value` unchanged when small, approaching ±limit smoothly when large."""
-    return float(limit * np.tanh(value / limit)) if limit > 0 else 0.0
+    """`value` unchanged up to 60% of `limit`, then approaching ±limit smoothly."""
+    if limit <= 0:
+        return 0.0
+    knee = 0.6 * limit
+    size = abs(value)
+    if size <= knee:
+        return float(value)
+    return float(np.sign(value) * (knee + (limit - knee) * np.tanh((size - knee) / (limit - knee))))
 
 
 def face_size(landmarks: np.ndarray) -> float:
@@ -208,7 +219,9 @@ class PreparedPortrait:
         self._gaze_neutral: list[np.ndarray | None] = [None, None]
         self._gaze = np.zeros((2, 2))
         self._gaze_filter = OneEuroFilter(fps, min_cutoff=3.0, beta=0.0)
-        self._pose_filter = OneEuroFilter(fps, min_cutoff=options.pose_min_cutoff, beta=options.pose_beta)
+        self._pose_filter = OneEuroFilter(
+            fps, options.pose_min_cutoff, options.pose_beta, options.derivative_cutoff
+        )
 
     # ----- per-source set-up
     @staticmethod
@@ -270,7 +283,7 @@ class PreparedPortrait:
     def _new_filter(self) -> OneEuroFilter:
         cutoff = np.full((68, 1), self.options.min_cutoff)
         cutoff[LIPS] = self.options.mouth_min_cutoff
-        return OneEuroFilter(self.fps, min_cutoff=cutoff, beta=self.options.beta)
+        return OneEuroFilter(self.fps, cutoff, self.options.beta, self.options.derivative_cutoff)
 
     @staticmethod
     def _ring_colour(lab: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -409,6 +422,7 @@ class PreparedPortrait:
             return self.source.copy()
         smoothed = self._filtered(found)
         moved, head, target = self.targets(smoothed, smooth_pose=True)
+        self._last_target = target
         gaze = self._gaze_shift(driving_frame, raw, target) if self.options.gaze else None
         fill = self.options.mouth_fill and self._mouth_alpha(target) > 0
         if np.abs(target - self.landmarks).max() < 0.05 and gaze is None and not fill:
