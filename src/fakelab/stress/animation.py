@@ -245,8 +245,12 @@ def run_animation_sweep(
     restart: bool = False,
     progress: Callable[[Iterable, int], Iterable] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    cells: Sequence[tuple[str, int]] | None = None,
 ) -> AnimationSweep:
-    """Run (or resume) the sweep into the folder `output`; returns every cell."""
+    """Run (or resume) the sweep into the folder `output`; returns every cell.
+
+    `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
+    `perturbations` x `levels` when given."""
     from fakelab.metrics.faces import read_faces
 
     size = tuple(animator.size)
@@ -268,7 +272,7 @@ def run_animation_sweep(
         restart,
     )
     sweep = AnimationSweep(model_name, GLITCH_DETECTOR, failures=failures)
-    cells = sweep_cells(perturbations, levels)
+    cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
     pending = [cell for cell in cells if store.load(*cell) is None]
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(pairs)} pairs, model {model_name}")
     usable = []
