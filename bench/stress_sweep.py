@@ -2,11 +2,16 @@
 perturbation, and the landmark-warp (and FOMM fixture) animation under driving-video
 bitrate, occlusion and pose gap.
 
-detection: the held-out clips of `bench/detector_experiment.py` (run it first; its work
-folder holds the self-blend Lite0 and 24-frame real test clips and landmark-warp fakes):
-`--reals` real and `--fakes` fake clips (fakes alternate portrait and video-frame sources),
-`--frames` frames scored per clip, every perturbation at every level. With
-`fakelab.detection.cues` in the build, the same sweep runs for the cue scorer.
+detection: the data of `bench/detector_experiment.py` (its work folder, --detector-work,
+holds 24-frame real test clips cut from the last 40% of d0, d12, d13, the landmark-warp
+fakes they drive, and 256x256 training clips from the first 60%). The detector is a quick
+self-blend Lite0 (no fake seen), trained on a loaded 2-core CPU with
+`fakelab train-detector --real WORK/train_crops --pseudo-fakes self-blend --epochs 2
+--frames-per-video 6 -o WORK/lite0-quick.safetensors`, train_crops holding the 256x256
+training clips only. `--reals` real and `--fakes` fake clips (fakes alternate portrait and
+video-frame sources), their first `--max-frames` frames, `--frames` scored per clip; the
+seven DeeperForensics-1.0 distortions at all five levels, the others at levels 1, 3, 5.
+With `fakelab.detection.cues` in the build, the same sweep runs for the cue scorer.
 
 animation: landmark-warp self-reenactment of d11, an identity the detector never saw (first
 `--max-frames` frames), under bitrate 8000/1000/110 kbit/s (levels 1, 3, 5), a hand and an
@@ -38,7 +43,7 @@ from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.pipeline import ready_for_inference
 from fakelab.stress.animation import run_animation_sweep, write_animation_report
 from fakelab.stress.detection import CheckpointScorer, CueScorer, run_detection_sweep, write_detection_report
-from fakelab.stress.perturbations import PERTURBATIONS
+from fakelab.stress.perturbations import DEEPERFORENSICS, PERTURBATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
@@ -78,26 +83,35 @@ def copy_outputs(folder: Path, prefix: str, names: list[str]) -> None:
 
 def detection(args) -> None:
     work = args.detector_work
-    detector_path = work / "lite0-sbi.safetensors"
+    detector_path = args.detector
     if not detector_path.exists():
-        sys.exit(f"{detector_path} is missing: run bench/detector_experiment.py --work {work} first")
+        sys.exit(f"{detector_path} is missing: see the docstring for how to make it")
     portraits = ("s0_", "s4_", "s7_")
     reals = pick_clips(work / "test_real", args.reals)
     fakes = pick_clips(work / "test_fake", args.fakes, alternate_by=lambda p: p.name.startswith(portraits))
     log(f"reals: {[p.name for p in reals]}")
     log(f"fakes: {[p.name for p in fakes]}")
-    names = list(PERTURBATIONS) if not args.only else args.only
-    scorers = [("lite0", CheckpointScorer(ready_for_inference(load_detector(detector_path)), args.frames), {"checkpoint": str(detector_path), "frames": args.frames})]
-    try:
-        scorers.append(("cues", CueScorer(), {"method": "cues"}))
-    except Exception as error:  # the cue scorer is not in this build
-        log(f"cue scorer skipped: {error}")
-    for label, scorer, settings in scorers:
+    # DeeperForensics-1.0's seven at all five levels, the others at levels 1, 3, 5.
+    cells = [
+        (name, level)
+        for name, perturbation in PERTURBATIONS.items()
+        for level in (perturbation.levels if name in DEEPERFORENSICS or len(perturbation.levels) < 5 else (1, 3, 5))
+    ]
+    scorers = [("lite0", lambda: CheckpointScorer(ready_for_inference(load_detector(detector_path)), args.frames), {"checkpoint": str(detector_path), "frames": args.frames})]
+    scorers.append(("cues", CueScorer, {"method": "cues"}))
+    for label, make_scorer, settings in scorers:
+        if args.only_run and label not in args.only_run:
+            continue
+        try:
+            scorer = make_scorer()
+        except Exception as error:  # the cue scorer is not in this build
+            log(f"{label} skipped: {error}")
+            continue
         started = time.perf_counter()
         out = args.work / f"detection-{label}"
         sweep = run_detection_sweep(
-            scorer, reals, fakes, out, names, None, max_frames=args.max_frames, seed=0,
-            settings=settings, progress=progress(f"detection {label}"), log=log,
+            scorer, reals, fakes, out, max_frames=args.max_frames, seed=0,
+            settings=settings, progress=progress(f"detection {label}"), log=log, cells=cells,
         )
         write_detection_report(sweep, out)
         log(f"{label}: {len(sweep.cells)} cells in {time.perf_counter() - started:.0f} s -> {out}")
@@ -191,12 +205,12 @@ def main() -> None:
     parser.add_argument("what", choices=["detection", "animation", "sheet"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/fakelab-stress"))
     parser.add_argument("--detector-work", type=Path, default=Path("/tmp/fakelab-stress/detector"))
-    parser.add_argument("--reals", type=int, default=8)
-    parser.add_argument("--fakes", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=4, help="frames scored per clip")
-    parser.add_argument("--max-frames", type=int, default=12)
-    parser.add_argument("--only", nargs="*", help="only these perturbations (detection)")
-    parser.add_argument("--only-run", nargs="*", help="only these animation runs")
+    parser.add_argument("--detector", type=Path, default=Path("/tmp/fakelab-stress/detector/lite0-quick.safetensors"))
+    parser.add_argument("--reals", type=int, default=4)
+    parser.add_argument("--fakes", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=3, help="frames scored per clip")
+    parser.add_argument("--max-frames", type=int, default=12, help="frames read per clip or driving video")
+    parser.add_argument("--only-run", nargs="*", help="only these runs (lite0, cues, landmark-warp-self, ...)")
     parser.add_argument("--docs", action="store_true", help="copy figures and tables to docs/stress/")
     args = parser.parse_args()
     torch.set_num_threads(1)
