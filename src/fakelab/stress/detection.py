@@ -96,7 +96,7 @@ class CueScorer:
         self._score = score_video_cues
 
     def __call__(self, clip: Clip, frames: Sequence[np.ndarray]) -> float:
-        return float(self._score(list(frames)).probability_fake)
+        return float(self._score(list(frames), fps=clip.fps).probability_fake)
 
 
 @dataclass
