@@ -22,7 +22,6 @@ truth for self-reenactment) and the glitch flag: the pose-mismatch curve.
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from fakelab.errors import FakelabError, InputError
-from fakelab.stress.detection import CLEAN, sweep_cells
+from fakelab.stress.detection import CLEAN, describe_cell, sweep_cells
 from fakelab.stress.perturbations import PERTURBATIONS, clip_landmarks, get_perturbation, perturb
 from fakelab.stress.store import CellStore
 
@@ -245,8 +244,12 @@ def run_animation_sweep(
     restart: bool = False,
     progress: Callable[[Iterable, int], Iterable] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    cells: Sequence[tuple[str, int]] | None = None,
 ) -> AnimationSweep:
-    """Run (or resume) the sweep into the folder `output`; returns every cell."""
+    """Run (or resume) the sweep into the folder `output`; returns every cell.
+
+    `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
+    `perturbations` x `levels` when given."""
     from fakelab.metrics.faces import read_faces
 
     size = tuple(animator.size)
@@ -268,7 +271,7 @@ def run_animation_sweep(
         restart,
     )
     sweep = AnimationSweep(model_name, GLITCH_DETECTOR, failures=failures)
-    cells = sweep_cells(perturbations, levels)
+    cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
     pending = [cell for cell in cells if store.load(*cell) is None]
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(pairs)} pairs, model {model_name}")
     usable = []
@@ -340,12 +343,9 @@ PLOTTED = (
 
 
 def _series(sweep: AnimationSweep, key: str) -> dict:
-    clean = sweep.summary(*CLEAN)[key]
-    series = {}
-    for name in dict.fromkeys(name for name, _ in sweep.cells if name != "clean"):
-        levels = [level for n, level in sweep.cells if n == name]
-        series[name] = ([0, *levels], [clean, *(sweep.summary(name, level)[key] for level in levels)])
-    return series
+    from fakelab.stress.report import level_series
+
+    return level_series(sweep.cells, lambda name, level: sweep.summary(name, level)[key])
 
 
 def quality_png(sweep: AnimationSweep) -> bytes:
@@ -426,28 +426,20 @@ def write_animation_report(sweep: AnimationSweep, folder: PathLike) -> dict[str,
         + report.markdown_table(pose_headers, pose_rows)
         + "\n"
     )
-    if sweep.failures:
-        markdown += "\n## Inputs skipped\n\n" + "\n".join(f"- {f['file']}: {f['error']}" for f in sweep.failures) + "\n"
+    markdown += report.failures_markdown(sweep.failures)
     paths["table"] = report.write_text(folder / "table.md", markdown)
     quality = quality_png(sweep)
     pose = pose_png(sweep)
     paths["quality_png"] = report.write_bytes(folder / "quality.png", quality)
     paths["pose_png"] = report.write_bytes(folder / "pose.png", pose)
-    examples = []
-    for name, level in sweep.cells:
-        image = folder / "examples" / f"{name}-{level}.png"
-        if image.exists():
-            label = "unperturbed" if name == "clean" else f"{name} {level}: {get_perturbation(name).label(level)}"
-            examples.append((f"{label} (driving | animation)", "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()))
+    examples = report.example_images(folder, sweep.cells, lambda n, lv: describe_cell(n, lv) + " (driving | animation)")
     sections = [
         ("Summary", f"<p>{intro}</p>"),
         ("Quality against level", report.figure_html(quality, "quality curves")),
         ("Every cell", report.html_table(headers, rows)),
         ("Pose mismatch", report.figure_html(pose, "pose curve") + report.html_table(pose_headers, pose_rows)),
         ("Example frames (first pair, middle frame)", report.examples_html(examples)),
+        *report.failures_section(sweep.failures),
     ]
-    if sweep.failures:
-        items = "".join(f"<li>{report.html.escape(f['file'])}: {report.html.escape(f['error'])}</li>" for f in sweep.failures)
-        sections.append(("Inputs skipped", f"<ul>{items}</ul>"))
     paths["html"] = report.write_text(folder / "report.html", report.html_page("Animation stress sweep", sections))
     return paths

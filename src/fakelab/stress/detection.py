@@ -12,7 +12,6 @@ left out of that cell and counted as unscored. Cells are stored as they finish
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass, field
 from itertools import islice
@@ -97,7 +96,7 @@ class CueScorer:
         self._score = score_video_cues
 
     def __call__(self, clip: Clip, frames: Sequence[np.ndarray]) -> float:
-        return float(self._score(list(frames)).probability_fake)
+        return float(self._score(list(frames), fps=clip.fps).probability_fake)
 
 
 @dataclass
@@ -204,8 +203,12 @@ def run_detection_sweep(
     restart: bool = False,
     progress: Callable[[Iterable, int], Iterable] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    cells: Sequence[tuple[str, int]] | None = None,
 ) -> DetectionSweep:
-    """Run (or resume) the sweep into the folder `output`; returns every cell."""
+    """Run (or resume) the sweep into the folder `output`; returns every cell.
+
+    `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
+    `perturbations` x `levels` when given."""
     clips, failures = load_clips(real, fake, max_frames, seed)
     for failure in failures:
         log(f"skipped {failure['file']}: {failure['error']}")
@@ -223,7 +226,7 @@ def run_detection_sweep(
         restart,
     )
     sweep = DetectionSweep(getattr(scorer, "name", "scorer"), threshold, failures=failures)
-    cells = sweep_cells(perturbations, levels)
+    cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
     pending = [cell for cell in cells if store.load(*cell) is None]
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(clips)} clips")
     steps = ((cell, clip) for cell in pending for clip in clips)
@@ -283,13 +286,14 @@ __all__ = [
 ]
 
 
+def describe_cell(name: str, level: int) -> str:
+    return "unperturbed" if name == "clean" else f"{name} {level}: {get_perturbation(name).label(level)}"
+
+
 def _series(sweep: DetectionSweep, key: str) -> dict:
-    clean = sweep.summary(*CLEAN)[key]
-    series = {}
-    for name in dict.fromkeys(name for name, _ in sweep.cells if name != "clean"):
-        levels = [level for n, level in sweep.cells if n == name]
-        series[name] = ([0, *levels], [clean, *(sweep.summary(name, level)[key] for level in levels)])
-    return series
+    from fakelab.stress.report import level_series
+
+    return level_series(sweep.cells, lambda name, level: sweep.summary(name, level)[key])
 
 
 def grid_rows(sweep: DetectionSweep, key: str, signed_values: bool = False) -> tuple[list[str], list[list[str]]]:
@@ -312,7 +316,6 @@ def write_detection_report(sweep: DetectionSweep, folder: PathLike) -> dict[str,
     from fakelab.stress import report
 
     folder = Path(folder)
-    store_examples = folder / "examples"
     paths = {
         "json": report.write_json(folder / "results.json", sweep.to_json()),
     }
@@ -342,8 +345,7 @@ def write_detection_report(sweep: DetectionSweep, folder: PathLike) -> dict[str,
             "## Every cell\n\n" + report.markdown_table(long_headers, long_rows),
         ]
     ) + "\n"
-    if sweep.failures:
-        markdown += "\n## Inputs skipped\n\n" + "\n".join(f"- {f['file']}: {f['error']}" for f in sweep.failures) + "\n"
+    markdown += report.failures_markdown(sweep.failures)
     paths["table"] = report.write_text(folder / "table.md", markdown)
     auc_png = report.curves_png(_series(sweep, "auc"), "level (0 = unperturbed)", "video-level AUC", "AUC under each perturbation", (0.0, 1.02))
     fake_png = report.curves_png(_series(sweep, "mean_fake"), "level (0 = unperturbed)", "mean P(fake) of fake clips", "Fake score under each perturbation", (0.0, 1.0))
@@ -351,12 +353,7 @@ def write_detection_report(sweep: DetectionSweep, folder: PathLike) -> dict[str,
     paths["auc_png"] = report.write_bytes(folder / "auc.png", auc_png)
     paths["fake_png"] = report.write_bytes(folder / "fake_score.png", fake_png)
     paths["real_png"] = report.write_bytes(folder / "real_score.png", real_png)
-    examples = []
-    for name, level in sweep.cells:
-        image = store_examples / f"{name}-{level}.png"
-        if image.exists():
-            label = "unperturbed" if name == "clean" else f"{name} {level}: {get_perturbation(name).label(level)}"
-            examples.append((label, "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()))
+    examples = report.example_images(folder, sweep.cells, describe_cell)
     sections = [
         ("Summary", f"<p>{intro}</p>"),
         ("AUC against level", report.figure_html(auc_png, "AUC curves")),
@@ -365,9 +362,7 @@ def write_detection_report(sweep: DetectionSweep, folder: PathLike) -> dict[str,
         ("Real clips' score", report.figure_html(real_png, "real score curves") + report.html_table(real_headers, real_rows)),
         ("Example frames (a fake clip's middle frame)", report.examples_html(examples)),
         ("Every cell", report.html_table(long_headers, long_rows)),
+        *report.failures_section(sweep.failures),
     ]
-    if sweep.failures:
-        items = "".join(f"<li>{report.html.escape(f['file'])}: {report.html.escape(f['error'])}</li>" for f in sweep.failures)
-        sections.append(("Inputs skipped", f"<ul>{items}</ul>"))
     paths["html"] = report.write_text(folder / "report.html", report.html_page("Detection stress sweep", sections))
     return paths

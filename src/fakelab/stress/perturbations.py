@@ -47,6 +47,8 @@ Landmarks = Sequence[np.ndarray | None]
 
 RIGHT_EYE = slice(36, 42)
 LEFT_EYE = slice(42, 48)
+BROWS_RIGHT = slice(17, 22)  # above the right eye (the image's left)
+BROWS_LEFT = slice(22, 27)
 OUTER_LIPS = slice(48, 60)
 INNER_LIPS = slice(60, 68)
 NOSE_TIP = 30
@@ -215,12 +217,12 @@ def _grown(points: np.ndarray, factor: float) -> np.ndarray:
 
 
 def close_eyes(frame: np.ndarray, fraction: float, landmarks: np.ndarray | None) -> np.ndarray:
-    """Lower a skin-coloured lid over the top `fraction` of each eye (1.0: fully closed,
-    with a dark lash line where the lid ends)."""
+    """Lower a lid, in the colour of the skin between brow and eye, over the top `fraction`
+    of each eye (1.0: fully closed, with a dark lash line where the lids meet)."""
     if landmarks is None:
         return frame.copy()
     out = frame
-    for eye in (RIGHT_EYE, LEFT_EYE):
+    for eye, brow in ((RIGHT_EYE, BROWS_RIGHT), (LEFT_EYE, BROWS_LEFT)):
         points = landmarks[eye]
         lid = _grown(points, 1.35)
         top, bottom = lid[:, 1].min(), lid[:, 1].max()
@@ -228,17 +230,18 @@ def close_eyes(frame: np.ndarray, fraction: float, landmarks: np.ndarray | None)
         mask = _polygon_mask(frame.shape, lid)
         mask[int(math.ceil(edge)) :] = 0
         height = max(2.0, bottom - top)
-        # Skin just below the eye gives the lid its colour.
-        below = _polygon_mask(frame.shape, points + (0, 1.2 * height))
-        colour = _median_colour(frame, below & ~_polygon_mask(frame.shape, lid), np.array([180, 140, 120], np.float32))
+        # The skin of the upper lid, halfway between the brow and the eye, gives the colour.
+        centre = (points.mean(axis=0) + landmarks[brow].mean(axis=0)) / 2
+        patch = np.zeros(frame.shape[:2], dtype=np.uint8)
+        cv2.circle(patch, tuple(int(v) for v in np.round(centre)), max(1, int(height / 3)), 255, -1)
+        colour = _median_colour(frame, patch, np.array([180, 140, 120], np.float32))
         out = _soft_paint(out, mask, colour, feather=height / 6)
         if fraction >= 1.0:
-            corners = points[[0, 4, 5, 3]] if eye == RIGHT_EYE else points[[0, 5, 4, 3]]
-            line = corners.copy()
-            line[1:3, 1] = np.maximum(line[1:3, 1], points[:, 1].mean())
+            # Where the lids meet: halfway between the upper (1, 2) and lower (5, 4) contours.
+            line = np.array([points[0], (points[1] + points[5]) / 2, (points[2] + points[4]) / 2, points[3]])
             lash = np.zeros(frame.shape[:2], dtype=np.uint8)
-            cv2.polylines(lash, [np.round(line).astype(np.int32)], False, 255, max(1, round(height / 8)))
-            out = _soft_paint(out, lash, colour * 0.45, feather=0.7)
+            cv2.polylines(lash, [np.round(line).astype(np.int32)], False, 255, max(1, round(height / 6)), cv2.LINE_AA)
+            out = _soft_paint(out, lash, colour * 0.35, feather=0.6)
     return out
 
 

@@ -6,12 +6,13 @@ embeds every image as base64, so the report is a single file that can be passed 
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from fakelab.atomic import atomic_output
 from fakelab.detection.plots import _figure, _png
@@ -109,3 +110,38 @@ def examples_html(examples: Sequence[tuple[str, str]]) -> str:
         for caption, uri in examples
     )
     return f'<div class="examples">{figures}</div>'
+
+
+def level_series(cells: Iterable[tuple[str, int]], value: Callable[[str, int], float | None]) -> dict:
+    """`perturbation -> ([0, levels...], [unperturbed value, values...])` for plots and grids;
+    level 0 is the unperturbed cell ("clean", 0)."""
+    cells = list(cells)
+    clean = value("clean", 0)
+    series = {}
+    for name in dict.fromkeys(name for name, _ in cells if name != "clean"):
+        levels = [level for n, level in cells if n == name]
+        series[name] = ([0, *levels], [clean, *(value(name, level) for level in levels)])
+    return series
+
+
+def example_images(folder: PathLike, cells: Iterable[tuple[str, int]], describe: Callable[[str, int], str]) -> list[tuple[str, str]]:
+    """(caption, data URI) of the example image stored for each cell that has one."""
+    examples = []
+    for name, level in cells:
+        image = Path(folder) / "examples" / f"{name}-{level}.png"
+        if image.exists():
+            examples.append((describe(name, level), "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()))
+    return examples
+
+
+def failures_markdown(failures: Sequence[dict]) -> str:
+    if not failures:
+        return ""
+    return "\n## Inputs skipped\n\n" + "\n".join(f"- {f['file']}: {f['error']}" for f in failures) + "\n"
+
+
+def failures_section(failures: Sequence[dict]) -> list[tuple[str, str]]:
+    if not failures:
+        return []
+    items = "".join(f"<li>{html.escape(f['file'])}: {html.escape(f['error'])}</li>" for f in failures)
+    return [("Inputs skipped", f"<ul>{items}</ul>")]

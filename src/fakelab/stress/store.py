@@ -8,7 +8,6 @@ those on disk would mix incomparable numbers, so they are refused.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -72,9 +71,3 @@ class CellStore:
         from fakelab.video import save_image
 
         save_image(self.example_path(name, level), image)  # atomic
-
-    def example_data_uri(self, name: str, level: int) -> str | None:
-        path = self.example_path(name, level)
-        if not path.exists():
-            return None
-        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
