@@ -375,3 +375,23 @@ def test_bad_input_gives_one_line_and_leaves_nothing(capsys, media_dir, tmp_path
     assert err.count("\n") == 1 and err.startswith("fakelab live: error:") and message in err, err
     assert list(tmp_path.iterdir()) == []
     assert sorted(p.name for p in media_dir.iterdir()) == before
+
+
+def test_serve_command_runs_a_worker_until_sigterm(avatars):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakelab", "live", "--serve", "0", "--model", "landmark-warp"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        address = re.search(r"--remote (\S+)", line).group(1)
+        assert address.startswith("127.0.0.1:")  # loopback unless --host says otherwise
+        remote = RemoteAvatars(address)
+        avatar = remote.prepare(avatars[0])
+        assert avatar.render(avatars[0]).shape == (256, 256, 3)  # no landmarks given: the worker finds them
+        remote.close()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "worker stopped after rendering 1 frames" in out, err

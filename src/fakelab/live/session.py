@@ -225,6 +225,7 @@ class LiveSession:
         self.recalibrations = 0
         self.flagged = 0
         self.last_glitch = None
+        self._checked_avatar = 0
         self.face_found = False
         self.error: BaseException | None = None
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -464,6 +465,9 @@ class LiveSession:
         self._calibrated.clear()
 
     def _output(self, animated: Animated) -> None:
+        if self.glitch_detector is not None and animated.avatar != self._checked_avatar:
+            self.glitch_detector.reset()  # another face: its landmarks do not continue the last ones
+            self._checked_avatar = animated.avatar
         glitch = self.glitch_detector.check(animated.image) if self.glitch_detector is not None else None
         self.last_glitch = glitch
         if glitch is not None and glitch.flagged:
