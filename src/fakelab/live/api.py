@@ -128,7 +128,7 @@ def run_live(
 
     `outputs`: "preview" (the MJPEG page on host:port), "virtualcam", or video file
     paths (recordings of every frame shown, with the input's audio when `audio`).
-    `model`: portrait (the default where this build has it), landmark-warp, fomm
+    `model`: portrait (training-free, the default), landmark-warp, fomm
     (with `checkpoint`, `config`), or a ready AvatarModel; `remote` (HOST:PORT)
     runs the model on a `fakelab live --serve` worker instead.
     """
@@ -149,7 +149,7 @@ def run_live(
                 model = RemoteAvatars(remote)
                 stack.callback(model.close)
             else:
-                model = build_avatar_model(model, checkpoint, config, device)
+                model = build_avatar_model(model, checkpoint, config, device, fps=camera.fps)
         size = tuple(model.size)
         source_images = prepare_sources(avatar_images, size, crop)
         sinks: list = []
@@ -192,6 +192,8 @@ def _run(session, preview, duration, keys, on_start, handle_signals, recordings,
             terminal.start()
         if on_start is not None:
             on_start(session, preview)
+        while not (session.camera_started.wait(0.1) or session.wait(0)):
+            pass  # the duration counts from the camera's first frame, after the models warmed up
         session.wait(duration)
     finally:
         session.stop()
@@ -202,7 +204,7 @@ def _run(session, preview, duration, keys, on_start, handle_signals, recordings,
             restore()
         if hasattr(model, "close"):
             model.close()
-    seconds = time.perf_counter() - started
+    seconds = (session.stop_requested_at or time.perf_counter()) - (session.camera_started_at or started)
     if session.error is not None:
         if isinstance(session.error, FakelabError):
             raise session.error

@@ -158,28 +158,11 @@ def _landmarks_of(frame: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray
         return None
 
 
-def portrait_avatars(size: tuple[int, int] = (256, 256)) -> AvatarModel:
-    """The training-free portrait animator, whose `prepare` already gives live avatars."""
-    try:
-        from fakelab.animation.api import build_animator
-        from fakelab.animation.api import MODELS as animation_models
-    except ImportError:  # pragma: no cover
-        animation_models = ()
-    if "portrait" not in animation_models:
-        raise FakelabError("the portrait model is not part of this build: use --model landmark-warp")
-    animator = build_animator("portrait")
-    if not hasattr(animator, "prepare"):
-        raise FakelabError("this build's portrait model has no live interface: use --model landmark-warp")
-    if not hasattr(animator, "name"):
-        animator.name = "portrait"
-    return animator
+def portrait_avatars(size: tuple[int, int] = (256, 256), fps: float = 25.0) -> AvatarModel:
+    """The training-free portrait animator (fakelab.animation.portrait): its `prepare` already gives live avatars."""
+    from fakelab.animation.portrait import PortraitAnimator
 
-
-def default_live_model() -> str:
-    """The training-free portrait model where this build has it, else landmark-warp."""
-    from fakelab.animation.api import MODELS as animation_models
-
-    return "portrait" if "portrait" in animation_models else "landmark-warp"
+    return PortraitAnimator(size=size, fps=fps)
 
 
 def build_avatar_model(
@@ -189,11 +172,13 @@ def build_avatar_model(
     device: str = "cpu",
     relative: bool = True,
     adapt_scale: bool = True,
+    fps: float = 25.0,
 ) -> AvatarModel:
-    """A live avatar model by name: portrait (training-free), landmark-warp, or fomm (needs a checkpoint)."""
-    model = model or default_live_model()
+    """A live avatar model by name: portrait (training-free, the default), landmark-warp, or fomm
+    (needs a checkpoint). `fps`, the camera's, sets the portrait model's landmark smoothing."""
+    model = model or "portrait"
     if model == "portrait":
-        return portrait_avatars()
+        return portrait_avatars(fps=fps)
     if model == "landmark-warp":
         return LandmarkWarpAvatars(relative=relative, adapt_scale=adapt_scale)
     if model == "fomm":

@@ -26,8 +26,8 @@ def register(subparsers) -> None:
                         help="where frames go (repeat for several; default: preview); a FILE (.mp4, .mkv, .mov) "
                         "records every frame shown, with the input file's audio")
     parser.add_argument("--model", choices=LIVE_MODELS,
-                        help="portrait (training-free, the default where this build has it, else landmark-warp), "
-                        "landmark-warp, or fomm (needs --checkpoint)")
+                        help="portrait (training-free, the default), landmark-warp (classical baseline), "
+                        "or fomm (needs --checkpoint)")
     parser.add_argument("--checkpoint", help="FOMM checkpoint (.pth.tar or .safetensors)")
     parser.add_argument("--config", default="vox-256", help="FOMM config name or YAML path (default: vox-256)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")

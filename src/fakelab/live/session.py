@@ -42,6 +42,7 @@ CROP_MARGIN = 0.5
 CROP_KEEPOUT = 0.2
 POLL_S = 0.05  # how often idle stages look at the stop flag: bounds the time to stop
 STOP_DEADLINE_S = 0.8
+LONG_CALL_S = 30.0
 LATENCY_WINDOW = 100  # frames in the on-screen latency figures
 
 
@@ -224,6 +225,7 @@ class LiveSession:
         self.recalibrations = 0
         self.flagged = 0
         self.last_glitch = None
+        self._checked_avatar = 0
         self.face_found = False
         self.error: BaseException | None = None
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -233,6 +235,9 @@ class LiveSession:
         self.stopped_in: float | None = None
         self._slots = [NewestSlot(), NewestSlot(), NewestSlot()]
         self._threads: list[threading.Thread] = []
+        self._ready: threading.Barrier | None = None
+        self.camera_started = threading.Event()  # set once every stage is ready and the camera runs
+        self.camera_started_at: float | None = None
         self._closed = False
 
     # -- controls --------------------------------------------------------------------------
@@ -288,6 +293,11 @@ class LiveSession:
         }
 
     @property
+    def frames_due(self) -> int:
+        """Frames the camera should have delivered so far (captured plus skipped)."""
+        return self.stats.captured + getattr(self.camera, "skipped", 0)
+
+    @property
     def frames_dropped(self) -> int:
         """Frames the camera had to skip plus frames replaced in a queue before a stage took them."""
         return getattr(self.camera, "skipped", 0) + sum(slot.dropped for slot in self._slots)
@@ -301,14 +311,21 @@ class LiveSession:
         """Load every model and prepare the first avatar before the clock starts."""
         from fakelab.faces import models
 
-        if models.dlib_available():
-            models.face_encoder()  # the tracker's, for faces that come back
         source = self.sources[self.avatar]
         avatar = self.prepare_avatar(self.avatar)
         avatar.recalibrate(source, None)
         avatar.render(source, None)
-        if self.glitch_detector is not None:
-            self.glitch_detector.check(source)
+
+    def _warm_stage(self, name: str) -> None:
+        """Load, in the stage's own thread, the per-thread face models it will use."""
+        from fakelab.faces import models
+
+        if name in ("track", "animate") and models.dlib_available():
+            models.hog_detector()
+            if name == "track":
+                models.face_encoder()  # for faces that come back
+        if name == "output" and self.glitch_detector is not None:
+            self.glitch_detector.check(self.sources[self.avatar])
             self.glitch_detector.reset()
 
     def start(self) -> None:
@@ -322,8 +339,9 @@ class LiveSession:
             ("animate", self._stage_loop, ("animate", driving, self._animate, animated)),
             ("output", self._stage_loop, ("output", animated, self._output, None)),
         ]
+        self._ready = threading.Barrier(len(stages))
         for name, target, args in stages:
-            thread = threading.Thread(target=self._guarded, args=(target, *args), name=f"live-{name}", daemon=True)
+            thread = threading.Thread(target=self._guarded, args=(name, target, *args), name=f"live-{name}", daemon=True)
             self._threads.append(thread)
         for thread in self._threads:
             thread.start()
@@ -335,6 +353,8 @@ class LiveSession:
             self._stop.set()
         for slot in self._slots:
             slot.close()
+        if self._ready is not None:
+            self._ready.abort()  # stages still warming up go straight to their end
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the session stops (quit, input ended, error, `stop`); True if it has."""
@@ -360,21 +380,32 @@ class LiveSession:
                 errors.append(error)
         if self.error is None and errors:
             self.error = errors[0]
+        # A stage inside a long model call (FOMM on a CPU) ends when the call returns; wait for
+        # it so the process never exits under a running native call.
+        for thread in self._threads:
+            thread.join(LONG_CALL_S)
 
     @property
     def stuck_threads(self) -> list[str]:
         return [thread.name for thread in self._threads if thread.is_alive()]
 
-    def _guarded(self, target, *args) -> None:
+    def _guarded(self, name: str, target, *args) -> None:
         try:
+            self._warm_stage(name)
+            self._ready.wait()  # the camera starts once every stage is ready
             target(*args)
+        except threading.BrokenBarrierError:
+            pass  # another stage failed while warming up: its error is reported
         except BaseException as error:  # any stage failing stops the whole session
             if self.error is None:
                 self.error = error
+            self._ready.abort()
             self.stop()
 
     def _capture_loop(self) -> None:
         slot = self._slots[0]
+        self.camera_started_at = time.perf_counter()
+        self.camera_started.set()
         for index, image in self.camera.frames(self._stop):
             if self._stop.is_set():
                 break
@@ -434,6 +465,9 @@ class LiveSession:
         self._calibrated.clear()
 
     def _output(self, animated: Animated) -> None:
+        if self.glitch_detector is not None and animated.avatar != self._checked_avatar:
+            self.glitch_detector.reset()  # another face: its landmarks do not continue the last ones
+            self._checked_avatar = animated.avatar
         glitch = self.glitch_detector.check(animated.image) if self.glitch_detector is not None else None
         self.last_glitch = glitch
         if glitch is not None and glitch.flagged:
