@@ -401,6 +401,7 @@ def test_bad_input_gives_one_line_errors_and_leaves_nothing(capsys, tmp_path, pa
     result = subprocess.run([sys.executable, "-m", "fakelab", "pix2pix", "predict", "--checkpoint", str(not_a_checkpoint),
                              str(paired / "test" / "0.png"), "-o", str(tmp_path / "o.png")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"fakelab pix2pix: error: {not_a_checkpoint} is not a readable generator checkpoint (UnpicklingError)"
+    assert result.stderr.startswith(f"fakelab pix2pix: error: {not_a_checkpoint} is not a readable generator checkpoint")
+    assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.pth"]
     assert {p: p.stat().st_mtime_ns for p in paired.rglob("*")} == before

@@ -33,8 +33,10 @@ def read_generator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable generator checkpoint (no such file)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for bad files; all mean "not a checkpoint"
-        raise CheckpointError(f"{path} is not a readable generator checkpoint ({type(error).__name__})") from None
+    except Exception:  # torch raises many types (with multi-line texts) for bad files; all mean "not a checkpoint"
+        raise CheckpointError(
+            f"{path} is not a readable generator checkpoint (not a file torch.save wrote, or a damaged one)"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("net_G"), dict):
         state = state["net_G"]
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):

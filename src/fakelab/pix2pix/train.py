@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fakelab.animation.api import resolve_device as animation_device
 from fakelab.atomic import atomic_output
 from fakelab.attacks.quality import psnr, ssim
 from fakelab.errors import ConfigError, InputError
@@ -126,14 +127,10 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` picks the GPU when there is one; other names as `fakelab animate` takes them."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} requested but CUDA is not available here: use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}': use auto, cpu or cuda") from None
+    return animation_device(name)
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
