@@ -7,6 +7,7 @@ import argparse
 from tqdm import tqdm
 
 from fakelab.datasets.prepare import FORMATS, SPLIT_CHOICES, prepare_dataset
+from fakelab.scale.commands import add_ray_arguments, check_ray_arguments
 
 
 def register(subparsers) -> None:
@@ -33,10 +34,22 @@ def register(subparsers) -> None:
     prepare.add_argument("--margin", type=float, default=0.5, help="room around the face, in face sizes (default: 0.5)")
     prepare.add_argument("--no-face-crop", action="store_true", help="take the centre square of whole frames instead")
     prepare.add_argument("--seed", type=int, default=0, help="seed of the train/test split (default: 0)")
+    add_ray_arguments(prepare)
     prepare.set_defaults(handler=run_prepare)
 
 
 def run_prepare(args: argparse.Namespace) -> None:
+    if args.ray is None:
+        _prepare(args, map)
+        return
+    from fakelab.scale.prepare import ray_map
+
+    check_ray_arguments(args)
+    with ray_map(args.ray, args.ray_cpus) as map_jobs:
+        _prepare(args, map_jobs)
+
+
+def _prepare(args: argparse.Namespace, map_jobs) -> None:
     prepared = prepare_dataset(
         args.videos,
         args.output,
@@ -48,7 +61,8 @@ def run_prepare(args: argparse.Namespace) -> None:
         face_crop=not args.no_face_crop,
         margin=args.margin,
         seed=args.seed,
-        progress=lambda items: tqdm(items, desc="prepare", unit="video"),
+        progress=lambda items: tqdm(items, desc="prepare", unit="video", total=len(args.videos)),
+        map_jobs=map_jobs,
     )
     for video in prepared:
         if video.skipped:

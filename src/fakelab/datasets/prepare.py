@@ -96,8 +96,12 @@ def prepare_dataset(
     margin: float = 0.5,
     seed: int = 0,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
+    map_jobs: Callable[[Callable, list], Iterable] = map,
 ) -> list[PreparedVideo]:
-    """Write the dataset; a video without a face (or without a long enough clip) is reported and skipped."""
+    """Write the dataset; a video without a face (or without a long enough clip) is reported and skipped.
+
+    `map_jobs(prepare_video, jobs)` runs the videos, in order: `map` by default, a Ray map
+    with `fakelab dataset prepare --ray` (fakelab.scale.prepare)."""
     if file_format not in FORMATS:
         raise InputError(f"unknown dataset format '{file_format}': use {', '.join(FORMATS)}")
     paths = [Path(video) for video in videos]
@@ -105,30 +109,50 @@ def prepare_dataset(
         raise InputError("input videos must have distinct names: their names become the clips' identities")
     output = Path(output)
     splits = assign_splits(paths, split, test_fraction, seed)
-    prepared = []
-    for path in progress(paths):
-        info = probe_video(path)
-        result = PreparedVideo(path, splits[path])
-        if face_crop:
-            try:
-                plan = plan_video_crop(path, size=size, margin=margin)
-            except NoFaceError as error:
-                result.skipped = str(error)
-                prepared.append(result)
-                continue
-            segments = plan.segments
-            frames = apply_crop(iter_frames(path), plan)
-        else:
-            segments = [(0, info.frame_count)]
-            frames = (_centre_square(frame, size) for frame in iter_frames(path))
-        result.clips = _write_segments(frames, segments, path, output / result.split, file_format, info.fps, min_frames)
-        if not result.clips:
-            result.skipped = f"no clip of at least {min_frames} frames"
-        prepared.append(result)
+    jobs = [VideoJob(path, splits[path], output, size, min_frames, file_format, face_crop, margin) for path in paths]
+    prepared = list(progress(map_jobs(prepare_video, jobs)))
     if not any(video.clips for video in prepared):
         reasons = "; ".join(f"{video.source.name}: {video.skipped}" for video in prepared)
         raise InputError(f"no clip was written ({reasons})")
     return prepared
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One input video's share of `prepare_dataset`: independent of the others."""
+
+    path: Path
+    split: str
+    output: Path
+    size: int
+    min_frames: int
+    file_format: str
+    face_crop: bool
+    margin: float
+
+
+def prepare_video(job: VideoJob) -> PreparedVideo:
+    """Cut one video into clips under `job.output / job.split`."""
+    path = job.path
+    info = probe_video(path)
+    result = PreparedVideo(path, job.split)
+    if job.face_crop:
+        try:
+            plan = plan_video_crop(path, size=job.size, margin=job.margin)
+        except NoFaceError as error:
+            result.skipped = str(error)
+            return result
+        segments = plan.segments
+        frames = apply_crop(iter_frames(path), plan)
+    else:
+        segments = [(0, info.frame_count)]
+        frames = (_centre_square(frame, job.size) for frame in iter_frames(path))
+    result.clips = _write_segments(
+        frames, segments, path, job.output / result.split, job.file_format, info.fps, job.min_frames
+    )
+    if not result.clips:
+        result.skipped = f"no clip of at least {job.min_frames} frames"
+    return result
 
 
 def _write_segments(

@@ -34,6 +34,7 @@ from fakelab.detection.report import DEFAULT_TOP_FRAMES, write_report
 from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, train_detector
 from fakelab.errors import InputError
 from fakelab.faces.detect import DETECTORS
+from fakelab.scale.commands import add_ledger_arguments, add_ray_arguments, run_ray_detect
 
 
 def register(subparsers) -> None:
@@ -75,6 +76,8 @@ def _register_detect(subparsers) -> None:
     parser.add_argument(
         "--top", type=int, default=DEFAULT_TOP_FRAMES, help=f"suspicious frames shown in the report (default {DEFAULT_TOP_FRAMES})"
     )
+    add_ray_arguments(parser)
+    add_ledger_arguments(parser)
     parser.set_defaults(handler=run_detect)
 
 
@@ -97,6 +100,8 @@ def run_detect(args: argparse.Namespace) -> None:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"{source} does not exist")
+    if args.ray is not None:
+        return run_ray_detect(args, source)
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
     if source.is_dir():
         paths = media_files(source)
