@@ -15,6 +15,7 @@ from fakelab.attacks.commands import intensity
 from fakelab.attacks.evaluation import evaluate_detection_under_attack
 from fakelab.attacks.methods import ATTACKS, AttackConfig
 from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, TRAINING_STEPS
+from fakelab.detection.backends import DETECTOR_BACKENDS, with_backend
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.evaluate import evaluate_detection, write_evaluation
 from fakelab.detection.pipeline import (
@@ -76,6 +77,11 @@ def _register_detect(subparsers) -> None:
     parser.add_argument(
         "--top", type=int, default=DEFAULT_TOP_FRAMES, help=f"suspicious frames shown in the report (default {DEFAULT_TOP_FRAMES})"
     )
+    parser.add_argument(
+        "--backend", choices=DETECTOR_BACKENDS, default="torch",
+        help="what runs the detector on CPU: torch (default), or its ONNX export on onnxruntime or openvino "
+        "(same scores within 1e-6; see docs/speed.md)",
+    )
     add_ray_arguments(parser)
     add_ledger_arguments(parser)
     parser.set_defaults(handler=run_detect)
@@ -103,6 +109,9 @@ def run_detect(args: argparse.Namespace) -> None:
     if args.ray is not None:
         return run_ray_detect(args, source)
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
+    if args.backend != "torch" and args.report:
+        raise InputError("--report needs gradients (Grad-CAM): use it with --backend torch")
+    detector = with_backend(detector, args.backend)
     if source.is_dir():
         paths = media_files(source)
         result = scan(

@@ -68,7 +68,7 @@ def run_ray_detect(args: argparse.Namespace, folder: Path) -> None:
     result = ray_scan(
         args.checkpoint, paths, ledger, address=args.ray, num_cpus=args.ray_cpus, frames=args.frames,
         threshold=args.threshold, face_detector=args.face_detector, arch=args.arch, device=args.device,
-        actors=args.ray_actors, restart=args.restart, on_entry=on_entry,
+        actors=args.ray_actors, backend=args.backend, restart=args.restart, on_entry=on_entry,
     )
     bar.close()
     if result.resumed:

@@ -65,13 +65,15 @@ def extract_faces(path: str, size: int, frames: int, face_detector: str | None) 
 class DetectorActor:
     """Holds one detector, loaded once, and scores crops with it."""
 
-    def __init__(self, checkpoint: str, arch: str | None, device: str):
+    def __init__(self, checkpoint: str, arch: str | None, device: str, backend: str = "torch"):
         import torch
 
+        from fakelab.detection.backends import with_backend
         from fakelab.detection.checkpoint import load_detector
 
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-        self.detector = ready_for_inference(load_detector(checkpoint, arch), device)
+        threads = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+        torch.set_num_threads(threads)
+        self.detector = with_backend(ready_for_inference(load_detector(checkpoint, arch), device), backend, threads)
 
     def score(self, faces: FaceCrops, threshold: float) -> dict:
         return score_faces(self.detector, faces, threshold).to_json()
@@ -105,6 +107,7 @@ def ray_scan(
     arch: str | None = None,
     device: str = "cpu",
     actors: int | None = None,
+    backend: str = "torch",
     restart: bool = False,
     on_entry: Callable[[dict], None] | None = None,
 ) -> RayScanResult:
@@ -122,7 +125,7 @@ def ray_scan(
         if todo:
             with ray_session(address, num_cpus) as ray:
                 _run(ray, ledger, todo, str(Path(checkpoint).resolve()), arch, device, size, frames, threshold,
-                     face_detector, actors, on_entry)
+                     face_detector, actors, backend, on_entry)
     finally:
         ledger.close()
     by_file = {entry["file"]: entry for entry in ledger.entries}
@@ -130,12 +133,12 @@ def ray_scan(
     return RayScanResult(Path(ledger_path), entries, resumed=len(done & {str(p) for p in paths}))
 
 
-def _run(ray, ledger, todo, checkpoint, arch, device, size, frames, threshold, face_detector, actors, on_entry) -> None:
+def _run(ray, ledger, todo, checkpoint, arch, device, size, frames, threshold, face_detector, actors, backend, on_entry) -> None:
     cpus = cluster_cpus(ray)
     extract = ray.remote(num_cpus=1, num_returns=2, max_retries=1)(extract_faces)
     # Scoring is a small share of the work: the actors take no CPU from the task slots.
     actor_class = ray.remote(num_cpus=0)(DetectorActor)
-    pool = [actor_class.remote(checkpoint, arch, device) for _ in range(actors or max(1, cpus // 4))]
+    pool = [actor_class.remote(checkpoint, arch, device, backend) for _ in range(actors or max(1, cpus // 4))]
     queue = deque(todo)
     pending: dict = {}  # ref -> (stage, path, crops ref)
     in_flight_limit = 2 * cpus
