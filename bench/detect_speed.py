@@ -17,8 +17,13 @@ the verdicts agree. Each timing is the best of --repeats runs, as the machine ma
 Use a trained checkpoint (bench/detector_experiment.py writes one): an untrained detector
 scores everything near 0.5, where verdicts are a coin toss.
 
+`--backends torch openvino onnxruntime` adds a row per backend for fakelab's side (the
+detector's ONNX export on ONNX Runtime or OpenVINO, fakelab.detection.backends); the naive
+pipeline always runs torch, as FaceForensics++ does. Rows of one video alternate
+naive / backend runs, best of --repeats, because the machine may be shared.
+
     python bench/detect_speed.py --checkpoint /tmp/fakelab-detector-experiment/lite0-sbi.safetensors
-        [--videos ../shared/media/d0.mp4 ...] [--repeats 2]
+        [--videos ../shared/media/d0.mp4 ...] [--repeats 2] [--backends torch openvino]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import cv2
 import numpy as np
 import torch
 
+from fakelab.detection.backends import DETECTOR_BACKENDS, with_backend
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.efficientnet import efficientnet_lite0
 from fakelab.detection.pipeline import (
@@ -88,34 +94,38 @@ def main() -> None:
     parser.add_argument("--videos", type=Path, nargs="+", default=[MEDIA / f"{name}.mp4" for name in ("d0", "d12", "d13")])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--backends", nargs="+", default=["torch"], choices=DETECTOR_BACKENDS)
     args = parser.parse_args()
     # The naive pipeline keeps PyTorch's default memory layout, as FaceForensics++ does.
     naive_detector = load(args.checkpoint)
-    detector = ready_for_inference(load(args.checkpoint))
+    torch_detector = ready_for_inference(load(args.checkpoint))
+    detectors = {backend: with_backend(torch_detector, backend) for backend in args.backends}
 
     # Warm-up: loads dlib's models and lets torch pick its kernels.
-    score_file(detector, args.videos[0], frames=2)
+    for detector in detectors.values():
+        score_file(detector, args.videos[0], frames=2)
     score_frames(naive_detector, [np.zeros((64, 64, 3), dtype=np.uint8)], batch_size=1)
 
-    print(f"detector {detector.arch}, {torch.get_num_threads()} torch threads, threshold {args.threshold}, best of {args.repeats}")
+    print(f"detector {torch_detector.arch}, {torch.get_num_threads()} torch threads, threshold {args.threshold}, best of {args.repeats}")
     print(
-        "| video | frames | naive fps | fakelab fps (every frame) | speed-up per frame | fakelab s (32 frames) "
+        "| video | frames | backend | naive fps | fakelab fps (every frame) | speed-up per frame | fakelab s (32 frames) "
         "| speed-up to verdict | scores naive / every / 32 | verdicts agree |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for video in args.videos:
         frame_count = probe_video(video).frame_count
-        (naive_score, naive_frames), naive_seconds = best_time(lambda: naive_video_score(naive_detector, video), args.repeats)
-        every, every_seconds = best_time(lambda: score_file(detector, video, frames=frame_count), args.repeats)
-        default, default_seconds = best_time(lambda: score_file(detector, video, frames=DEFAULT_FRAMES), args.repeats)
-        naive_fps, every_fps = naive_frames / naive_seconds, len(every.logits) / every_seconds
-        verdicts = {naive_score >= args.threshold, every.score >= args.threshold, default.score >= args.threshold}
-        print(
-            f"| {video.name} | {frame_count} | {naive_fps:.2f} | {every_fps:.1f} | {every_fps / naive_fps:.1f}x "
-            f"| {default_seconds:.2f} | {naive_seconds / default_seconds:.1f}x "
-            f"| {naive_score:.3f} / {every.score:.3f} / {default.score:.3f} | {'yes' if len(verdicts) == 1 else 'NO'} |",
-            flush=True,
-        )
+        for backend, detector in detectors.items():
+            (naive_score, naive_frames), naive_seconds = best_time(lambda: naive_video_score(naive_detector, video), args.repeats)
+            every, every_seconds = best_time(lambda: score_file(detector, video, frames=frame_count), args.repeats)
+            default, default_seconds = best_time(lambda: score_file(detector, video, frames=DEFAULT_FRAMES), args.repeats)
+            naive_fps, every_fps = naive_frames / naive_seconds, len(every.logits) / every_seconds
+            verdicts = {naive_score >= args.threshold, every.score >= args.threshold, default.score >= args.threshold}
+            print(
+                f"| {video.name} | {frame_count} | {backend} | {naive_fps:.2f} | {every_fps:.1f} | {every_fps / naive_fps:.1f}x "
+                f"| {default_seconds:.2f} | {naive_seconds / default_seconds:.1f}x "
+                f"| {naive_score:.3f} / {every.score:.3f} / {default.score:.3f} | {'yes' if len(verdicts) == 1 else 'NO'} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

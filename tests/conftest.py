@@ -1,8 +1,16 @@
 """Shared test fixtures: where the test data beside the checkout lives."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# FOMM's render runs as a per-machine calibration chose (fakelab.animation.calibrate), measured
+# on first use: tests run the plain torch modules unless they ask for more, and keep exports
+# and calibrations in a cache of their own.
+os.environ.setdefault("FAKELAB_BACKEND", "torch")
+os.environ.setdefault("FAKELAB_CACHE", str(Path(tempfile.gettempdir()) / f"fakelab-test-cache-{os.getuid()}"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -76,13 +77,26 @@ def fomm_animator(
     adapt_scale: bool = True,
     device: str = "cpu",
     batch_size: int | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    precision: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> FommAnimator:
-    """A First Order Motion Model animator from a checkpoint and its config (bundled name or YAML path)."""
+    """A First Order Motion Model animator from a checkpoint and its config (bundled name or YAML path).
+
+    `backend` `auto` runs the per-frame render as this machine's calibration chose (see
+    fakelab.animation.calibrate); `torch`, `onnxruntime` or `openvino` name it; `threads`,
+    `batch_size` and `precision` (`bf16`/`fp16`: opt-in, not bit-faithful) override parts."""
     if batch_size is not None and batch_size < 1:
         raise FakelabError("batch size must be at least 1")
+    if threads is not None and threads < 1:
+        raise FakelabError("the thread count must be at least 1")
     networks = load_networks(load_config(config), checkpoint)
     motion = MotionTransfer(relative=relative, adapt_scale=relative and adapt_scale)
-    return FommAnimator(networks, motion, device=resolve_device(device), batch_size=batch_size)
+    return FommAnimator(
+        networks, motion, device=resolve_device(device), batch_size=batch_size, backend=backend, threads=threads,
+        precision=precision, log=log,
+    )
 
 
 MODELS = ("portrait", "fomm", "landmark-warp", "landmarks2face")
@@ -101,9 +115,12 @@ def build_animator(
     adapt_scale: bool = True,
     device: str = "cpu",
     batch_size: int | None = None,
+    **render,
 ) -> Animator:
     """The animation model by name: `portrait` (the default without a checkpoint; needs no
-    weights), `fomm` (needs a checkpoint) or `landmark-warp` (the classical baseline)."""
+    weights), `fomm` (needs a checkpoint) or `landmark-warp` (the classical baseline).
+
+    `render` (backend, threads, precision, log) goes to `fomm_animator`."""
     model = model or default_model(checkpoint)
     if model == "portrait":
         from fakelab.animation.portrait import PortraitAnimator
@@ -112,7 +129,7 @@ def build_animator(
     if model == "fomm":
         if checkpoint is None:
             raise FakelabError("the fomm model needs a checkpoint (or use the portrait model, which needs none)")
-        return fomm_animator(checkpoint, config, relative, adapt_scale, device, batch_size)
+        return fomm_animator(checkpoint, config, relative, adapt_scale, device, batch_size, **render)
     if model == "landmark-warp":
         from fakelab.animation.landmark_warp import LandmarkWarpAnimator
 
@@ -255,6 +272,9 @@ def animate(
     fps: float | None = None,
     device: str = "cpu",
     batch_size: int | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+    precision: str | None = None,
     progress: bool = False,
     provenance: bool = True,
 ) -> AnimationResult | list[np.ndarray]:
@@ -268,7 +288,8 @@ def animate(
     driving frames to the face first; `paste_back` composites the animated face
     into the full-size source (the output has the source's size); `find_best_frame`
     takes motion relative to the driving frame whose pose is closest to the source's
-    (`best_frame` names that frame directly).
+    (`best_frame` names that frame directly). `backend`, `threads`, `batch_size` and
+    `precision` say how the FOMM render runs (default: as calibrated for this machine).
 
     With `output` the video (mp4 or gif, at the driving fps) is written there
     atomically, with audio `keep` (the driving video's), `none`, or a path to dub,
@@ -282,7 +303,10 @@ def animate(
     if best_frame is not None and find_best_frame:
         raise FakelabError("give a best frame or ask to find it, not both")
     if animator is None:
-        animator = build_animator(model, checkpoint, config, relative, adapt_scale, device, batch_size)
+        render = dict(backend=backend, threads=threads, precision=precision) if model == "fomm" else {}
+        if progress and render:
+            render["log"] = lambda message: print(message, file=sys.stderr)
+        animator = build_animator(model, checkpoint, config, relative, adapt_scale, device, batch_size, **render)
     if output is not None:
         _refuse_overwriting_inputs(Path(output), source, driving, audio)
     source_image = _read_source(source)

@@ -9,6 +9,7 @@ from fakelab.animation.checkpoint import convert_checkpoint
 from fakelab.animation.config import bundled_config_names
 from fakelab.cli_checks import check_paths, check_suffix, config_file, device, non_negative_int, positive_int
 from fakelab.provenance.commands import add_provenance_argument
+from fakelab.animation.render import BACKENDS, PRECISIONS
 
 
 def register(subparsers) -> None:
@@ -72,7 +73,17 @@ def _register_animate(subparsers) -> None:
         help="keep the driving video's audio (default), drop it, or dub the audio of FILE",
     )
     parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--batch-size", type=positive_int, help="driving frames per batch (default: 1 on CPU, 8 on GPU)")
+    parser.add_argument("--batch-size", type=positive_int, help="driving frames per batch (default: calibrated; see docs/speed.md)")
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", *BACKENDS),
+        help="how the FOMM render runs: auto (default) = the fastest this machine's calibration found at equal "
+        "output (measured once, cached); or torch, onnxruntime, openvino",
+    )
+    parser.add_argument("--threads", type=positive_int, help="CPU threads of the render (default: calibrated)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS,
+        help="fp32 (default); bf16 (CPU/GPU) or fp16 (GPU): faster, not faithful (the calibration prints the error)",
+    )
     add_provenance_argument(parser)
     parser.set_defaults(handler=run_animate)
 
@@ -98,6 +109,9 @@ def run_animate(args: argparse.Namespace) -> None:
         audio=args.audio,
         device=args.device,
         batch_size=args.batch_size,
+        backend=args.backend,
+        threads=args.threads,
+        precision=args.precision,
         progress=True,
         provenance=not args.no_provenance,
     )

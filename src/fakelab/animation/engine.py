@@ -71,6 +71,9 @@ class FommAnimator:
             backend=backend, threads=threads, batch_size=batch_size, channels_last=channels_last,
             precision=precision, compile=compile,
         )
+        from fakelab.animation.calibrate import check_request
+
+        check_request(self.requested, self.device)
         self.batch_size = batch_size or default_batch_size(self.device)
         self.size = networks.config.image_size
         self.log = log or (lambda message: None)

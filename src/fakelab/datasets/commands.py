@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from fakelab.cli_checks import check_paths, integer, non_negative_int, number, positive_int, probability, seed
 from fakelab.datasets.prepare import FORMATS, SPLIT_CHOICES, prepare_dataset
+from fakelab.scale.commands import add_ray_arguments, check_ray_arguments
 
 
 def register(subparsers) -> None:
@@ -34,11 +35,23 @@ def register(subparsers) -> None:
     prepare.add_argument("--margin", type=number(0, 10), default=0.5, help="room around the face, in face sizes (default: 0.5)")
     prepare.add_argument("--no-face-crop", action="store_true", help="take the centre square of whole frames instead")
     prepare.add_argument("--seed", type=seed, default=0, help="seed of the train/test split (default: 0)")
+    add_ray_arguments(prepare)
     prepare.set_defaults(handler=run_prepare)
 
 
 def run_prepare(args: argparse.Namespace) -> None:
     check_paths(inputs={"video": args.videos}, output_dirs=[args.output])
+    if args.ray is None:
+        _prepare(args, map)
+        return
+    from fakelab.scale.prepare import ray_map
+
+    check_ray_arguments(args)
+    with ray_map(args.ray, args.ray_cpus) as map_jobs:
+        _prepare(args, map_jobs)
+
+
+def _prepare(args: argparse.Namespace, map_jobs) -> None:
     prepared = prepare_dataset(
         args.videos,
         args.output,
@@ -50,7 +63,8 @@ def run_prepare(args: argparse.Namespace) -> None:
         face_crop=not args.no_face_crop,
         margin=args.margin,
         seed=args.seed,
-        progress=lambda items: tqdm(items, desc="prepare", unit="video"),
+        progress=lambda items: tqdm(items, desc="prepare", unit="video", total=len(args.videos)),
+        map_jobs=map_jobs,
     )
     for video in prepared:
         earlier = " by an earlier run" if video.earlier else ""

@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from itertools import chain
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -101,8 +102,12 @@ def prepare_dataset(
     margin: float = 0.5,
     seed: int = 0,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
+    map_jobs: Callable[[Callable, list], Iterable] = map,
 ) -> list[PreparedVideo]:
-    """Write the dataset; a video without a face (or without a long enough clip) is reported and skipped."""
+    """Write the dataset; a video without a face (or without a long enough clip) is reported and skipped.
+
+    `map_jobs(prepare_video, jobs)` runs the videos, in order: `map` by default, a Ray map
+    with `fakelab dataset prepare --ray` (fakelab.scale.prepare)."""
     if file_format not in FORMATS:
         raise InputError(f"unknown dataset format '{file_format}': use {', '.join(FORMATS)}")
     paths = [Path(video) for video in videos]
@@ -112,48 +117,78 @@ def prepare_dataset(
     splits = assign_splits(paths, split, test_fraction, seed)
     options = {"size": size, "format": file_format, "face_crop": face_crop, "margin": margin, "min_frames": min_frames}
     manifest = _read_manifest(output, options)
-    prepared = []
-    for path in progress(paths):
+    earlier: dict[Path, PreparedVideo] = {}
+    jobs = []
+    for path in paths:
         done = manifest["videos"].get(_video_key(path))
         if done is not None:
-            prepared.append(PreparedVideo(path, done["split"], [Path(clip) for clip in done["clips"]], done["skipped"], True))
+            clips = [Path(clip) for clip in done["clips"]]
+            earlier[path] = PreparedVideo(path, done["split"], clips, done["skipped"], True)
             continue
-        result = PreparedVideo(path, splits[path])
         _remove_clips(output, path, file_format)  # of an earlier, interrupted attempt at this video
-        try:
-            result.clips = _prepare_video(path, output / result.split, size, face_crop, margin, file_format, min_frames)
-        except InputError as error:  # an unreadable or faceless video is skipped, the others go on
-            _remove_clips(output, path, file_format)
-            result.skipped = str(error)
-        else:
-            if not result.clips:
-                result.skipped = f"no clip of at least {min_frames} frames"
+        jobs.append(VideoJob(path, splits[path], output, size, min_frames, file_format, face_crop, margin))
+    # Videos prepared by an earlier run count towards the progress bar first.
+    prepared = list(earlier.values())
+    for result in progress(chain(earlier.values(), map_jobs(prepare_video, jobs))):
+        if result.earlier:
+            continue
         prepared.append(result)
-        manifest["videos"][_video_key(path)] = {
+        manifest["videos"][_video_key(result.source)] = {
             "split": result.split, "clips": [str(clip) for clip in result.clips], "skipped": result.skipped
         }
         _write_manifest(output, manifest)
+    order = {path: index for index, path in enumerate(paths)}
+    prepared.sort(key=lambda video: order[video.source])
     if not any(video.clips for video in prepared):
         reasons = "; ".join(f"{video.source.name}: {video.skipped}" for video in prepared)
         raise InputError(f"no clip was written ({reasons})")
     return prepared
 
 
-def _prepare_video(
-    path: Path, folder: Path, size: int, face_crop: bool, margin: float, file_format: str, min_frames: int
-) -> list[Path]:
+@dataclass(frozen=True)
+class VideoJob:
+    """One input video's share of `prepare_dataset`: independent of the others."""
+
+    path: Path
+    split: str
+    output: Path
+    size: int
+    min_frames: int
+    file_format: str
+    face_crop: bool
+    margin: float
+
+
+def prepare_video(job: VideoJob) -> PreparedVideo:
+    """Cut one video into clips under `job.output / job.split`; an unreadable or faceless video is
+    reported as skipped (its partial clips removed), so the other videos go on."""
+    result = PreparedVideo(job.path, job.split)
+    try:
+        result.clips = _prepare_video(job)
+    except InputError as error:
+        _remove_clips(job.output, job.path, job.file_format)
+        result.skipped = str(error)
+    else:
+        if not result.clips:
+            result.skipped = f"no clip of at least {job.min_frames} frames"
+    return result
+
+
+def _prepare_video(job: VideoJob) -> list[Path]:
+    path = job.path
     info = probe_video(path)
-    if face_crop:
+    if job.face_crop:
         try:
-            plan = plan_video_crop(path, size=size, margin=margin)
+            plan = plan_video_crop(path, size=job.size, margin=job.margin)
         except NoFaceError as error:
             raise InputError(str(error)) from None
         segments = plan.segments
         frames = apply_crop(iter_frames(path), plan)
     else:
         segments = [(0, info.frame_count)]
-        frames = (_centre_square(frame, size) for frame in iter_frames(path))
-    return _write_segments(frames, segments, path, folder, file_format, info.fps, min_frames)
+        frames = (_centre_square(frame, job.size) for frame in iter_frames(path))
+    folder = job.output / job.split
+    return _write_segments(frames, segments, path, folder, job.file_format, info.fps, job.min_frames)
 
 
 def _video_key(path: Path) -> str:

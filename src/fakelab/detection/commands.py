@@ -16,6 +16,7 @@ from fakelab.attacks.evaluation import evaluate_detection_under_attack
 from fakelab.attacks.methods import ATTACKS, AttackConfig
 from fakelab.cli_checks import check_paths, check_suffix, device, integer, number, positive_int, probability, seed
 from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, TRAINING_STEPS
+from fakelab.detection.backends import DETECTOR_BACKENDS, with_backend
 from fakelab.detection.checkpoint import load_detector
 from fakelab.detection.cues import DEFAULT_SECONDS as CUE_SECONDS
 from fakelab.detection.cues import score_video_cues
@@ -42,6 +43,7 @@ from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, state_path, tr
 from fakelab.errors import FakelabError, InputError
 from fakelab.safe_load import finite_json
 from fakelab.faces.detect import DETECTORS
+from fakelab.scale.commands import add_ledger_arguments, add_ray_arguments, run_ray_detect
 
 
 METHODS = ("cues", "cnn", "all")
@@ -106,6 +108,13 @@ def _register_detect(subparsers) -> None:
     parser.add_argument(
         "--top", type=integer(1, 1000), default=DEFAULT_TOP_FRAMES, help=f"suspicious frames shown in the report (default {DEFAULT_TOP_FRAMES})"
     )
+    parser.add_argument(
+        "--backend", choices=DETECTOR_BACKENDS, default="torch",
+        help="what runs the detector on CPU: torch (default), or its ONNX export on onnxruntime or openvino "
+        "(same scores within 1e-6; see docs/speed.md)",
+    )
+    add_ray_arguments(parser)
+    add_ledger_arguments(parser)
     parser.set_defaults(handler=run_detect)
 
 
@@ -150,6 +159,8 @@ def run_detect(args: argparse.Namespace) -> None:
         raise InputError("--method cues uses no checkpoint: drop --checkpoint, or use --method all for both")
     if not args.seconds > 0:
         raise InputError(f"--seconds must be positive, got {args.seconds}")
+    if args.ray is not None:
+        return run_ray_detect(args, source)
     provenance = {} if args.json else None
     if not source.is_dir():  # provenance comes before any model score: a marked file is fakelab's
         provenance = _provenance(source, provenance)
@@ -157,6 +168,9 @@ def run_detect(args: argparse.Namespace) -> None:
         run_detect_cues(args, source, method, provenance)
         return
     detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
+    if args.backend != "torch" and args.report:
+        raise InputError("--report needs gradients (Grad-CAM): use it with --backend torch")
+    detector = with_backend(detector, args.backend)
     if source.is_dir():
         paths = media_files(source)
         result = scan(
