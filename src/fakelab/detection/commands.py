@@ -160,7 +160,9 @@ def run_detect(args: argparse.Namespace) -> None:
     if not args.seconds > 0:
         raise InputError(f"--seconds must be positive, got {args.seconds}")
     if args.ray is not None:
-        return run_ray_detect(args, source)
+        if method != "cnn" or len(args.checkpoint) != 1:
+            raise InputError("--ray scans with one CNN checkpoint: give one --checkpoint and no --method cues/all")
+        return run_ray_detect(args, source, args.checkpoint[0])
     provenance = {} if args.json else None
     if not source.is_dir():  # provenance comes before any model score: a marked file is fakelab's
         provenance = _provenance(source, provenance)

@@ -44,7 +44,7 @@ def default_ledger(folder: Path) -> Path:
     return Path(f"fakelab-detect-{folder.resolve().name or 'root'}.jsonl")
 
 
-def run_ray_detect(args: argparse.Namespace, folder: Path) -> None:
+def run_ray_detect(args: argparse.Namespace, folder: Path, checkpoint) -> None:
     """`fakelab detect DIR --ray`: print each file's outcome as it arrives, JSON at the end."""
     from fakelab.detection.pipeline import media_files
     from fakelab.scale.detect import ray_scan
@@ -66,7 +66,7 @@ def run_ray_detect(args: argparse.Namespace, folder: Path) -> None:
             bar.write(_summary(entry))
 
     result = ray_scan(
-        args.checkpoint, paths, ledger, address=args.ray, num_cpus=args.ray_cpus, frames=args.frames,
+        checkpoint, paths, ledger, address=args.ray, num_cpus=args.ray_cpus, frames=args.frames,
         threshold=args.threshold, face_detector=args.face_detector, arch=args.arch, device=args.device,
         actors=args.ray_actors, backend=args.backend, restart=args.restart, on_entry=on_entry,
     )
