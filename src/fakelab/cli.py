@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 
+from fakelab.atomic import all_or_nothing
 from fakelab.cli_checks import describe_os_error, interrupt_exit_code, termination_signals
 from fakelab.errors import FakelabError
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        with termination_signals():
+        with termination_signals(), all_or_nothing(enabled=not getattr(args, "keeps_finished_outputs", False)):
             args.handler(args)
     except FakelabError as error:
         return fail(str(error))

@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     prepare.add_argument("--margin", type=number(0, 10), default=0.5, help="room around the face, in face sizes (default: 0.5)")
     prepare.add_argument("--no-face-crop", action="store_true", help="take the centre square of whole frames instead")
     prepare.add_argument("--seed", type=seed, default=0, help="seed of the train/test split (default: 0)")
-    prepare.set_defaults(handler=run_prepare)
+    # An interrupted run keeps its finished clips: the next run continues from them.
+    prepare.set_defaults(handler=run_prepare, keeps_finished_outputs=True)
 
 
 def run_prepare(args: argparse.Namespace) -> None:
