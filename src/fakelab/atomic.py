@@ -85,10 +85,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(tmp_name)
         try:
             os.close(handle)
-            # mkstemp creates the file 0600; a finished output gets the mode any new file would get.
-            os.chmod(tmp, 0o666 & ~current_umask())
             _restore(mask)
             yield tmp
+            # mkstemp creates the file 0600 (and some writers replace it): a finished output
+            # gets the mode any new file would get.
+            os.chmod(tmp, 0o666 & ~current_umask())
             existed = target.exists()
             os.replace(tmp, target)
             if not existed:

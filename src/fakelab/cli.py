@@ -7,6 +7,7 @@ file only wires them together and turns user errors into one-line messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fakelab {name}: {what}; unfinished outputs were removed", file=sys.stderr)
         return interrupt_exit_code(interrupt)
     except BrokenPipeError:
-        # The reader of our output went away (`fakelab detect --json | head`): nothing to report.
-        sys.stderr.close()
+        # The reader of our output went away (`fakelab detect --json | head`): nothing to report,
+        # and the interpreter's final flush of stdout must not fail either.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except MemoryError:
         return fail("out of memory: the input is too large for this machine")
