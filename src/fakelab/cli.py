@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(text: object) -> str:
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "worker" in lines[0]:
+        # A DataLoader worker's error comes back with its whole traceback: keep its message.
+        return lines[-1].split(": ", 1)[-1]
     return lines[0] if lines else ""
 
 
