@@ -360,6 +360,7 @@ CASES = [
     ("crop {vid} -o /sys/c.mp4", "permission denied", 1),
     ("crop {vid} -o {out}/c.avi", "must end in", 1),
     ("crop {bvid}/garbage.mp4 -o {out}/c.mp4", "not a readable video", 1),
+    ("crop {img} -o {out}/c.mp4", "is a still image, not a video: crop it with --source", 1),
     ("crop {sp}/fifo.mp4 -o {out}/c.mp4", "FIFO", 1),
     ("crop {bimg}/big.png -o {out}/c.png --source", "12000x12000 pixels", 1),
     ("crop {bimg}/text.jpg -o {out}/c.png --source", "not a readable image", 1),

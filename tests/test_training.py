@@ -375,6 +375,22 @@ def test_kill_9_then_resume_and_ctrl_c(dataset, tmp_path):
     stopped_at = torch.load(run / CHECKPOINT_NAME, weights_only=True)["step"]
     assert stopped_at >= step + 5 and f"stopped at step {stopped_at} of 1000" in stderr
     assert read_log(run)[-1]["step"] == stopped_at
+    # 4. SIGTERM and SIGHUP (a closed terminal) stop it the same way: checkpoint first, exit 128 + signal.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        before = stopped_at
+        stopped = subprocess.Popen(
+            train_command(dataset, run, "--resume", "--steps", "1000", "--checkpoint-every", "1000"),
+            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while len(read_log(run)) < before + 1 and time.monotonic() < deadline and stopped.poll() is None:
+            time.sleep(0.2)
+        stopped.send_signal(sig)
+        _, stderr = stopped.communicate(timeout=120)
+        assert stopped.returncode == 128 + sig, stderr
+        stopped_at = torch.load(run / CHECKPOINT_NAME, weights_only=True)["step"]
+        assert stopped_at > before and f"stopped at step {stopped_at} of 1000" in stderr
+        assert not list(run.glob(".*partial*"))
 
 
 def test_torchrun_world_size_one_matches_a_single_process(dataset, tmp_path, one_thread):
