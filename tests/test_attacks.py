@@ -353,7 +353,7 @@ def test_fakelab_attack_reports_bad_input_in_one_line(clips, tmp_path, capsys):
     missing = tmp_path / "missing.pt"
     code = main(["attack", str(clips["fake"]), "--detector", str(missing), "-o", str(tmp_path / "o.mp4")])
     error = capsys.readouterr().err.strip()
-    assert code == 1 and error == f"fakelab attack: error: checkpoint not found: {missing}"
+    assert code == 1 and error == f"fakelab attack: error: detector checkpoint {missing} does not exist"
     with pytest.raises(InputError, match="is the input"):
         attack_video(clips["fake"], TinyDetector(), clips["fake"])
     with pytest.raises(InputError, match="CRF values run from 0 to 51"):
@@ -361,10 +361,11 @@ def test_fakelab_attack_reports_bad_input_in_one_line(clips, tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_attack_options_reach_the_attack_config(monkeypatch, tmp_path):
+def test_attack_options_reach_the_attack_config(monkeypatch, clips, tmp_path):
     import fakelab.attacks.commands as commands
 
     seen = {}
+    (tmp_path / "d.pt").write_bytes(b"checked to exist only: load_detector is replaced")
 
     def fake_attack_video(video, detector, output, method, config, **options):
         seen.update(method=method, config=config)
@@ -373,7 +374,7 @@ def test_attack_options_reach_the_attack_config(monkeypatch, tmp_path):
     monkeypatch.setattr(commands, "load_detector", lambda path, arch: TinyDetector())
     monkeypatch.setattr(commands, "attack_video", fake_attack_video)
     code = main([
-        "attack", "in.mp4", "--detector", "d.pt", "-o", str(tmp_path / "o.mp4"), "--method", "nes-robust",
+        "attack", str(clips["fake"]), "--detector", str(tmp_path / "d.pt"), "-o", str(tmp_path / "o.mp4"), "--method", "nes-robust",
         "--eps", "8", "--steps", "7", "--eot-samples", "3", "--nes-samples", "6", "--nes-sigma", "0.01",
         "--nes-tile", "4", "--nes-momentum", "0.5", "--seed", "9",
     ])

@@ -177,6 +177,15 @@ def build_workspace(root: Path) -> Workspace:
     (root / "sidein" / "v.report.json").write_text("{}")  # an input named like a side output
     torch.save({"generator": {"w": torch.ones(2)}, "kp_detector": {"w": torch.ones(2)}}, root / "run" / "checkpoint.pth.tar")
     (root / "pairs.csv").write_text("source,driving\nnope.mp4,nada.mp4\n")
+    (root / "pairs-short.csv").write_text("source,driving\nclip\n")
+    from fakelab.video import VideoWriter
+
+    for folder in (root / "data" / "test", root / "onlytest" / "test"):
+        folder.mkdir(parents=True, exist_ok=True)
+        with VideoWriter(folder / "clip.mp4", 10) as writer:
+            for value in range(4):
+                writer.write(np.full((64, 64, 3), 60 * value, np.uint8))
+    (root / "onlytest" / "train").mkdir()
     media = shared_path("media")
     fomm = shared_path("fixtures", "fomm")
     places = {
@@ -351,6 +360,7 @@ CASES = [
     ("crop {vid} -o /sys/c.mp4", "permission denied", 1),
     ("crop {vid} -o {out}/c.avi", "must end in", 1),
     ("crop {bvid}/garbage.mp4 -o {out}/c.mp4", "not a readable video", 1),
+    ("crop {img} -o {out}/c.mp4", "is a still image, not a video: crop it with --source", 1),
     ("crop {sp}/fifo.mp4 -o {out}/c.mp4", "FIFO", 1),
     ("crop {bimg}/big.png -o {out}/c.png --source", "12000x12000 pixels", 1),
     ("crop {bimg}/text.jpg -o {out}/c.png --source", "not a readable image", 1),
@@ -442,6 +452,10 @@ CASES = [
     (f"{EA} --num-pairs 0", "--num-pairs: must be at least 1", 2),
     (f"{EA} --pairs {{ws}}/missing.csv", "pairs list", 1),
     (f"{EA} --pairs {{sp}}/dir.json", "is a folder, not a file", 1),
+    (f"{EA} --pairs {{ws}}/pairs.csv", "names video 'nope.mp4', which the dataset does not have", 1),
+    (f"{EA} --pairs {{ws}}/pairs-short.csv", "has 1 column(s)", 1),
+    (f"{EA} --pairs {{img}}", "not a pairs list", 1),
+    ("train --data {ws}/onlytest -o {out}/run --config {cfg}", "all in test/", 1),
     # --- dataset prepare
     (f"{DP} --size 0", "--size: must be between 16 and 4096", 2),
     (f"{DP} --size 20000", "--size: must be between 16 and 4096", 2),

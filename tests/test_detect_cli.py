@@ -150,7 +150,7 @@ def test_a_missing_input_and_a_bad_threshold_are_clear(capsys, checkpoint, tmp_p
     code, _, err = run_cli(capsys, "detect", tmp_path / "nope.mp4", "--checkpoint", checkpoint)
     assert code == 1 and err == f"fakelab detect: error: {tmp_path / 'nope.mp4'} does not exist\n"
     code, _, err = run_cli(capsys, "detect", tmp_path, "--checkpoint", checkpoint, "--threshold", "2")
-    assert code == 1 and "between 0 and 1" in err
+    assert code == 2 and "between 0 and 1" in err
 
 
 def test_evaluate_detection_prints_and_saves_metrics(capsys, checkpoint, media, tmp_path):

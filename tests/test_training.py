@@ -361,20 +361,25 @@ def test_kill_9_then_resume_and_ctrl_c(dataset, tmp_path):
     assert [record["step"] for record in records] == list(range(1, step + 4))
     assert all(record["lr_generator"] == pytest.approx(expected_lr(record["step"])) for record in records)
     assert sorted(p.name for p in run.iterdir() if p.is_file()) == [CHECKPOINT_NAME, "config.yaml", "log.jsonl"]
-    # 3. Ctrl-C: the step in progress finishes, a checkpoint is written, the exit status says so.
-    interrupted = subprocess.Popen(
-        train_command(dataset, run, "--resume", "--steps", "1000", "--checkpoint-every", "1000"),
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while len(read_log(run)) < step + 5 and time.monotonic() < deadline and interrupted.poll() is None:
-        time.sleep(0.2)
-    interrupted.send_signal(signal.SIGINT)
-    _, stderr = interrupted.communicate(timeout=120)
-    assert interrupted.returncode == 130, stderr
-    stopped_at = torch.load(run / CHECKPOINT_NAME, weights_only=True)["step"]
-    assert stopped_at >= step + 5 and f"stopped at step {stopped_at} of 1000" in stderr
-    assert read_log(run)[-1]["step"] == stopped_at
+    # 3. Ctrl-C, SIGTERM and SIGHUP (a closed terminal): the step in progress finishes, a checkpoint is
+    # written, the exit status (128 + signal) says which.
+    stopped_at = step
+    for sig, more_steps in ((signal.SIGINT, 5), (signal.SIGTERM, 1), (signal.SIGHUP, 1)):
+        before = stopped_at
+        stopped = subprocess.Popen(
+            train_command(dataset, run, "--resume", "--steps", "1000", "--checkpoint-every", "1000"),
+            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while len(read_log(run)) < before + more_steps and time.monotonic() < deadline and stopped.poll() is None:
+            time.sleep(0.2)
+        stopped.send_signal(sig)
+        _, stderr = stopped.communicate(timeout=120)
+        assert stopped.returncode == 128 + sig, stderr
+        stopped_at = torch.load(run / CHECKPOINT_NAME, weights_only=True)["step"]
+        assert stopped_at >= before + more_steps and f"stopped at step {stopped_at} of 1000" in stderr
+        assert read_log(run)[-1]["step"] == stopped_at
+        assert not list(run.glob(".*partial*"))
 
 
 def test_torchrun_world_size_one_matches_a_single_process(dataset, tmp_path, one_thread):

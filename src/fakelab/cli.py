@@ -7,10 +7,12 @@ file only wires them together and turns user errors into one-line messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 
+from fakelab.atomic import all_or_nothing
 from fakelab.cli_checks import describe_os_error, interrupt_exit_code, termination_signals
 from fakelab.errors import FakelabError
 
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(text: object) -> str:
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "worker" in lines[0]:
+        # A DataLoader worker's error comes back with its whole traceback: keep its message.
+        return lines[-1].split(": ", 1)[-1]
     return lines[0] if lines else ""
 
 
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        with termination_signals():
+        with termination_signals(), all_or_nothing(enabled=not getattr(args, "keeps_finished_outputs", False)):
             args.handler(args)
     except FakelabError as error:
         return fail(str(error))
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fakelab {name}: {what}; unfinished outputs were removed", file=sys.stderr)
         return interrupt_exit_code(interrupt)
     except BrokenPipeError:
-        # The reader of our output went away (`fakelab detect --json | head`): nothing to report.
-        sys.stderr.close()
+        # The reader of our output went away (`fakelab detect --json | head`): nothing to report,
+        # and the interpreter's final flush of stdout must not fail either.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except MemoryError:
         return fail("out of memory: the input is too large for this machine")

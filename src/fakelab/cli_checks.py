@@ -393,6 +393,9 @@ TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise_terminated(signum, _frame) -> None:
+    # A second SIGTERM (a supervisor repeating itself) must not interrupt the cleanup this one starts.
+    for sig in TERMINATION_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
 
 

@@ -114,13 +114,13 @@ def check_tensors(state: Mapping, where: str) -> None:
             raise CheckpointError(f"{where} entry '{key}' is a {type(tensor).__name__}, not a tensor")
         if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
             raise CheckpointError(f"{where} entry '{key}' is not a plain dense tensor")
-        if tensor.numel() > MAX_TENSOR_ELEMENTS:
-            raise CheckpointError(f"{where} entry '{key}' has {tensor.numel()} elements: too large")
         if any(stride == 0 and size > 1 for stride, size in zip(tensor.stride(), tensor.shape)):
             raise CheckpointError(
                 f"{where} entry '{key}' is an expanded (stride-0) tensor of shape {tuple(tensor.shape)}, "
                 "not stored weights"
             )
+        if tensor.numel() > MAX_TENSOR_ELEMENTS:
+            raise CheckpointError(f"{where} entry '{key}' has {tensor.numel()} elements: too large")
         if tensor.dtype.is_floating_point:
             if tensor.numel() and not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"{where} entry '{key}' holds NaN or infinite values")

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
     prepare.add_argument("--no-face-crop", action="store_true", help="take the centre square of whole frames instead")
     prepare.add_argument("--seed", type=seed, default=0, help="seed of the train/test split (default: 0)")
     add_ray_arguments(prepare)
-    prepare.set_defaults(handler=run_prepare)
+    # An interrupted run keeps its finished clips: the next run continues from them.
+    prepare.set_defaults(handler=run_prepare, keeps_finished_outputs=True)
 
 
 def run_prepare(args: argparse.Namespace) -> None:

@@ -60,7 +60,10 @@ def split_videos(root: str | os.PathLike, split: str, seed: int = 0) -> list[Pat
         chosen = order[:test_count] if split == "test" else order[test_count:]
         videos = [everything[i] for i in sorted(chosen)]
     if not videos:
-        raise InputError(f"dataset {root} has no {split} videos")
+        other = "test" if split == "train" else "train"
+        elsewhere = _video_paths(root / other) if (root / other).is_dir() else []
+        hint = f" (its {len(elsewhere)} video(s) are all in {other}/: prepare more videos)" if elsewhere else ""
+        raise InputError(f"dataset {root} has no {split} videos{hint}")
     return videos
 
 

@@ -304,7 +304,7 @@ def _register_train(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT.state.pt")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog; haar without dlib)")
     parser.add_argument("--device", type=device, default=defaults.device, help="cpu or cuda (default: cpu)")
-    parser.set_defaults(handler=run_train)
+    parser.set_defaults(handler=run_train, keeps_finished_outputs=True)  # the state, to resume from
 
 
 def run_train(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from fakelab.atomic import atomic_output
 from fakelab.cli_checks import check_paths, check_suffix, config_file, integer, non_negative_int, number, positive_int
 from fakelab.demo import DEFAULT_OUTPUT, run_demo
 from fakelab.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE, boxes_path, crop_image, crop_video
+from fakelab.errors import InputError
 from fakelab.faces.detect import DETECTORS
 
 
@@ -61,6 +62,10 @@ def run_crop(args: argparse.Namespace) -> None:
     if args.source:
         _crop_source(args, output)
         return
+    from fakelab.video import probe_video
+
+    if probe_video(args.input).frame_count < 2:
+        raise InputError(f"{args.input} is a still image, not a video: crop it with --source")
     result = crop_video(
         args.input,
         output,

@@ -186,16 +186,26 @@ def animation_pairs(dataset: FramesDataset, count: int, seed: int = 0) -> list[t
 
 def read_pairs_list(path: str | os.PathLike, dataset: FramesDataset) -> list[tuple[VideoEntry, VideoEntry]]:
     """Pairs from a reference pairs CSV (a header naming `source` and `driving` columns)."""
-    lines = [line.strip().split(",") for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a pairs list (not a text file)") from None
+    lines = [line.strip().split(",") for line in text.splitlines() if line.strip()]
     if not lines or "source" not in lines[0] or "driving" not in lines[0]:
         raise InputError(f"{path} is not a pairs list: its header must name 'source' and 'driving' columns")
     source_column, driving_column = lines[0].index("source"), lines[0].index("driving")
     by_name = {video.name: video for video in dataset.videos}
-    return [
-        (by_name[row[source_column]], by_name[row[driving_column]])
-        for row in lines[1:]
-        if row[source_column] in by_name and row[driving_column] in by_name
-    ]
+    pairs = []
+    for number, row in enumerate(lines[1:], start=2):
+        if len(row) <= max(source_column, driving_column):
+            raise InputError(f"{path} line {number} has {len(row)} column(s), not a source and a driving video")
+        missing = [name for name in (row[source_column], row[driving_column]) if name not in by_name]
+        if missing:
+            raise InputError(f"{path} line {number} names video '{missing[0]}', which the dataset does not have")
+        pairs.append((by_name[row[source_column]], by_name[row[driving_column]]))
+    if not pairs:
+        raise InputError(f"{path} lists no pairs")
+    return pairs
 
 
 def evaluate_animation(

@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=seed, default=0, help="seed of initialisation, sampling and warps (default: 0)")
     parser.add_argument("--no-tensorboard", action="store_true", help="don't write TensorBoard events")
-    parser.set_defaults(handler=run_train)
+    parser.set_defaults(handler=run_train, keeps_finished_outputs=True)  # checkpoints, to resume from
 
 
 def run_train(args: argparse.Namespace) -> None:

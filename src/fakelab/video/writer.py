@@ -83,10 +83,15 @@ class VideoWriter:
         return self._frames_written
 
     def __enter__(self) -> VideoWriter:
-        self._stack = contextlib.ExitStack()
-        self._temp_path = self._stack.enter_context(atomic_output(self.path))
-        # Runs before atomic_output's exit, which renames or deletes the file.
-        self._stack.callback(self._close)
+        stack = contextlib.ExitStack()
+        try:
+            self._temp_path = stack.enter_context(atomic_output(self.path))
+            # Runs before atomic_output's exit, which renames or deletes the file.
+            stack.callback(self._close)
+        except BaseException:  # an interrupt here would skip __exit__: clean up now
+            stack.close()
+            raise
+        self._stack = stack
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
