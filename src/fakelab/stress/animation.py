@@ -385,7 +385,10 @@ def pose_png(sweep: AnimationSweep) -> bytes:
     axes.set_ylabel("AKD against the expected landmarks (px @256)")
     axes.set_title(f"Pose mismatch, {sweep.model}")
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
+    if points or curve:
+        axes.legend(loc="upper left", fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no frame with a face in both source and animation", ha="center", transform=axes.transAxes)
     return _png(figure)
 
 
