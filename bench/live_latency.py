@@ -74,6 +74,7 @@ def run(name: str, clip: Path, source: Path, seconds: float, device: str, glitch
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if len(latencies) else None,
         "stage_ms": status["stage_ms"],
+        "stage_cpu_ms": status["stage_cpu_ms"],
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
 
@@ -102,7 +103,8 @@ def main() -> None:
         print(
             f"{name:14s} {args.device}: {result['output_fps']:5.1f} fps out, {result['frames_shown']} shown of "
             f"{result['frames_due']} camera frames, {result['frames_dropped']} dropped; latency p50 "
-            f"{result['latency_ms_p50']} ms p95 {result['latency_ms_p95']} ms; stages (ms) {result['stage_ms']}; "
+            f"{result['latency_ms_p50']} ms p95 {result['latency_ms_p95']} ms; stage wall ms {result['stage_ms']}, "
+            f"CPU ms {result['stage_cpu_ms']}; "
             f"load {result['load_average'][0]} -> {result['load_average'][1]}",
             flush=True,
         )

@@ -222,7 +222,7 @@ def wait_for(condition, timeout=15.0, step=0.1):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_preview_page_in_headless_chromium_shows_moving_frames_and_its_controls_work(media_dir, tmp_path):
-    from playwright.sync_api import sync_playwright
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
     thread, results = start_live_in_thread(
         sources=[media_dir / "s7.jpg", media_dir / "s11.jpg"], input=str(media_dir / "d0.mp4"),
