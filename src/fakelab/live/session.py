@@ -316,6 +316,8 @@ class LiveSession:
         """Load every model and prepare the first avatar before the clock starts."""
         from fakelab.faces import models
 
+        for index in range(len(self.sources)):  # an avatar that cannot be prepared fails now, not mid-session
+            self.prepare_avatar(index)
         source = self.sources[self.avatar]
         avatar = self.prepare_avatar(self.avatar)
         avatar.recalibrate(source, None)
