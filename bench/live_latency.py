@@ -5,8 +5,10 @@ looped) is fed by `FileCamera` at its own frame rate for --seconds; the session 
 face tracking, the model at 256x256, the glitch check of every output frame and
 the preview's JPEG encoding, exactly as `fakelab live` does. Printed per model:
 output fps, frames captured/shown/dropped, end-to-end latency (capture to output)
-p50/p95, and each stage's median work time. The load average is printed too: on a
-shared machine the figures say as much about the other jobs as about fakelab.
+p50/p95, each stage's median wall-clock time, and the CPU time the whole process spent
+per frame shown (all its threads, OpenCV's and torch's pools included). The load
+average is printed too: on a shared machine the wall-clock figures say as much about
+the other jobs as about fakelab; the CPU time per frame much less so.
 
     PYTHONPATH=src nice -n 10 .venv/bin/python bench/live_latency.py
     PYTHONPATH=src .venv/bin/python bench/live_latency.py --models fomm-random --device cuda
@@ -54,8 +56,11 @@ def run(name: str, clip: Path, source: Path, seconds: float, device: str, glitch
     session.warm_up()
     load_before = os.getloadavg()[0]
     session.start()
+    session.camera_started.wait(60)
+    cpu_before, shown_before = time.process_time(), session.stats.shown
     time.sleep(seconds)
     status = session.status()
+    cpu_per_frame = (time.process_time() - cpu_before) / max(1, session.stats.shown - shown_before)
     session.stop()
     session.close()
     if session.error is not None:
@@ -74,6 +79,8 @@ def run(name: str, clip: Path, source: Path, seconds: float, device: str, glitch
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1) if len(latencies) else None,
         "stage_ms": status["stage_ms"],
+        "stage_thread_cpu_ms": status["stage_cpu_ms"],
+        "process_cpu_ms_per_frame": round(1000 * cpu_per_frame, 1),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
 
@@ -102,7 +109,8 @@ def main() -> None:
         print(
             f"{name:14s} {args.device}: {result['output_fps']:5.1f} fps out, {result['frames_shown']} shown of "
             f"{result['frames_due']} camera frames, {result['frames_dropped']} dropped; latency p50 "
-            f"{result['latency_ms_p50']} ms p95 {result['latency_ms_p95']} ms; stages (ms) {result['stage_ms']}; "
+            f"{result['latency_ms_p50']} ms p95 {result['latency_ms_p95']} ms; stage wall ms {result['stage_ms']}; "
+            f"process CPU {result['process_cpu_ms_per_frame']} ms per frame shown; "
             f"load {result['load_average'][0]} -> {result['load_average'][1]}",
             flush=True,
         )

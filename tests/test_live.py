@@ -222,7 +222,7 @@ def wait_for(condition, timeout=15.0, step=0.1):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_preview_page_in_headless_chromium_shows_moving_frames_and_its_controls_work(media_dir, tmp_path):
-    from playwright.sync_api import sync_playwright
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
     thread, results = start_live_in_thread(
         sources=[media_dir / "s7.jpg", media_dir / "s11.jpg"], input=str(media_dir / "d0.mp4"),
@@ -353,6 +353,9 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
         (["--input", "missing.mp4"], "missing.mp4 is not a readable video"),
         (["--source", "{media}/d0.mp4"], "d0.mp4"),
         (["--output", "virtualcam"], "no virtual camera available"),
+        (["--input", "99"], "cannot open camera 99"),
+        (["--input", "/dev/video99"], "cannot open camera /dev/video99: no such device"),
+        (["--input", "rtsp://127.0.0.1:9/live"], "cannot open the stream rtsp://127.0.0.1:9/live"),
         (["--remote", "127.0.0.1:9"], "cannot reach the live worker at 127.0.0.1:9"),
         (["--remote", "nonsense"], "is not HOST:PORT"),
         (["--output", "{media}/d0.mp4"], "is one of the inputs"),
@@ -395,3 +398,31 @@ def test_serve_command_runs_a_worker_until_sigterm(avatars):
     finally:
         process.kill()
     assert process.returncode == 0 and "worker stopped after rendering 1 frames" in out, err
+
+
+def test_a_stream_url_drives_the_avatar(media_dir, tmp_path):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import av
+
+    # An MPEG transport stream, as live streams are sent: readable front to back, no seeking.
+    with av.open(str(media_dir / "d0.mp4")) as source, av.open(str(tmp_path / "d0.ts"), "w", format="mpegts") as ts:
+        video = source.streams.video[0]
+        copied = ts.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is not None:
+                packet.stream = copied
+                ts.mux(packet)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/d0.ts"
+        output = tmp_path / "stream.mp4"
+        summary = run_live([media_dir / "s7.jpg"], url, [str(output)], model="landmark-warp", glitch=False,
+                           duration=2, handle_signals=False, keys=False)
+    finally:
+        server.shutdown()
+    assert summary.frames_shown > 5 and probe_video(output).frame_count == summary.frames_shown
+    assert summary.flags_log is None  # --no-glitch-check: no log

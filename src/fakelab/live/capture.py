@@ -68,7 +68,13 @@ class WebcamCamera:
         import cv2
 
         self.audio = None
-        self._capture = cv2.VideoCapture(device)
+        # OpenCV logs each backend it tries and fails with; the error below says it in one line.
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            self._capture = cv2.VideoCapture(device)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if not self._capture.isOpened():
             self._capture.release()
             raise InputError(f"cannot open camera {device}: no such device, or it is busy or not readable")
