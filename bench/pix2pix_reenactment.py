@@ -58,7 +58,8 @@ def kept_generators(run: Path) -> list[tuple[int, Path]]:
     return kept
 
 
-def score(translator, pairs) -> dict[str, float]:
+def score(make, pairs) -> dict[str, float]:
+    """Mean L1 (of [0, 1] pixels), PSNR, SSIM of make(sketch, real) against real over the pairs."""
     import numpy as np
 
     from fakelab.attacks.quality import psnr, ssim
@@ -66,7 +67,7 @@ def score(translator, pairs) -> dict[str, float]:
     values = {"L1": [], "PSNR": [], "SSIM": []}
     for index in range(len(pairs)):
         sketch, real = pairs.images(index)
-        fake = translator(sketch)
+        fake = make(sketch, real)
         values["L1"].append(np.abs(fake.astype(float) - real.astype(float)).mean() / 255)
         values["PSNR"].append(psnr(real, fake))
         values["SSIM"].append(ssim(real, fake))
@@ -101,8 +102,18 @@ def stage_report(work: Path) -> None:
     translators = {}
     for epoch, path in kept:
         translators[epoch] = Translator.load(path)
-        scores = score(translators[epoch], test)
+        scores = score(lambda sketch, _real, t=translators[epoch]: t(sketch), test)
         print(f"{epoch:>6.4g} {scores['L1']:>7.4f} {scores['PSNR']:>7.2f} {scores['SSIM']:>6.3f}")
+
+    # Baseline: the training-free landmark-warp model, warping the first training frame so that its
+    # landmarks land on each held-out frame's (detected on the real frame: an oracle for it).
+    from fakelab.animation.landmark_warp import LandmarkWarper
+
+    first_sketch, first_real = PairedImages(work / "pairs", "train", 128).images(0)
+    warper = LandmarkWarper(first_real, largest_face(first_real, "the first training frame"))
+    baseline = score(lambda _sketch, real: warper(largest_face(real, "a held-out frame")), test)
+    print(f"{'warp':>6} {baseline['L1']:>7.4f} {baseline['PSNR']:>7.2f} {baseline['SSIM']:>6.3f}"
+          "   (landmark-warp of the first training frame onto each held-out frame's landmarks)")
 
     # Epoch grid: held-out sketch | each kept epoch | the real frame.
     shown = [e for e in kept if e[0] in (1, 10) or e is kept[-1]]

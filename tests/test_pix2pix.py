@@ -287,8 +287,9 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(paired, tmp_path):
 
 
 def test_in_process_training_scores_held_out_pairs(paired, tmp_path):
-    result = train(paired, tmp_path / "run", Pix2PixOptions(**TINY), RunOptions(epochs=2, save_epochs=(1,), **QUIET))
+    result = train(paired, tmp_path / "run", Pix2PixOptions(**TINY), RunOptions(epochs=2, save_epochs=(1,), progress=False))
     assert (result.step, result.epoch) == (8, 2)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert set(result.held_out) == {"L1", "PSNR", "SSIM"} and 0 < result.held_out["L1"] < 1
     assert (tmp_path / "run" / "epoch_1_net_G.pth").is_file()
     with pytest.raises(InputError, match="already holds a run"):
