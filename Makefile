@@ -19,7 +19,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -e ".[faces,detect,train,live,dev]"
+	$(PIP) install -e ".[faces,detect,train,live,speed,scale,dev]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -17,9 +17,11 @@ Backends:
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,12 +138,12 @@ class TorchBackend:
         precision: str = "fp32",
         compile: bool = False,
     ):
+        if channels_last:  # a copy: the caller's modules keep their memory order
+            networks = copy.deepcopy(networks).to(memory_format=torch.channels_last)
         self.renderer = FrameRenderer(networks, motion).eval()
         self.device = next(networks.parameters()).device
         self.channels_last = channels_last
         self.precision = precision
-        if channels_last:
-            self.renderer.to(memory_format=torch.channels_last)
         self.run_graph = self.renderer
         if compile:
             # On CUDA "reduce-overhead" records CUDA graphs of the per-frame render (untested here: no GPU).
@@ -169,7 +171,7 @@ def export_onnx(networks: FommNetworks, motion: MotionTransfer, path: Path) -> P
     renderer = FrameRenderer(networks.cpu(), motion).eval()
     width, height = networks.config.image_size
     source = torch.rand(1, 3, height, width)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
         kp_source = networks.kp_detector(source)
         prepared = networks.generator.prepare(source, kp_source)
         transfer = KeypointTransfer(motion, kp_source, kp_source if motion.relative else None)
@@ -177,6 +179,8 @@ def export_onnx(networks: FommNetworks, motion: MotionTransfer, path: Path) -> P
         driving = torch.rand(EXPORT_BATCH, 3, height, width)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + f".{os.getpid()}.partial")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(
             renderer,
             (driving, *state.ordered(renderer.names)),
