@@ -163,15 +163,18 @@ def run_detect(args: argparse.Namespace) -> None:
         if method != "cnn" or len(args.checkpoint) != 1:
             raise InputError("--ray scans with one CNN checkpoint: give one --checkpoint and no --method cues/all")
         return run_ray_detect(args, source, args.checkpoint[0])
+    if args.backend != "torch" and args.report:
+        raise InputError("--report needs gradients (Grad-CAM): use it with --backend torch")
+    # Checkpoints load before anything is printed: a bad one is the only line the user sees.
+    detector = None
+    if method != "cues":
+        detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
     provenance = {} if args.json else None
     if not source.is_dir():  # provenance comes before any model score: a marked file is fakelab's
         provenance = _provenance(source, provenance)
     if method != "cnn":
-        run_detect_cues(args, source, method, provenance)
+        run_detect_cues(args, source, method, detector, provenance)
         return
-    detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
-    if args.backend != "torch" and args.report:
-        raise InputError("--report needs gradients (Grad-CAM): use it with --backend torch")
     detector = with_backend(detector, args.backend)
     if source.is_dir():
         paths = media_files(source)
@@ -208,11 +211,11 @@ def _score_with_cues(args: argparse.Namespace, path: Path, method: str, detector
     return cues, CombinedVerdict(str(path), (*scores, MemberScore("cues", cues.logit)), args.threshold)
 
 
-def run_detect_cues(args: argparse.Namespace, source: Path, method: str, provenance: dict | None = None) -> None:
-    """`fakelab detect --method cues|all`: file by file, a failure is reported and the scan goes on."""
-    detector = None
-    if method == "all":
-        detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
+def run_detect_cues(
+    args: argparse.Namespace, source: Path, method: str, detector=None, provenance: dict | None = None
+) -> None:
+    """`fakelab detect --method cues|all` (`detector`: the CNN members of `all`): file by file, a
+    failure is reported and the scan goes on."""
     paths = media_files(source) if source.is_dir() else [source]
     verdicts, combined, failures = [], [], []
     for path in paths:
