@@ -9,7 +9,6 @@ side by side to keep the test short. Also: bad inputs that would allocate a lot 
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
