@@ -8,14 +8,8 @@ Exit code 2 is a usage error (argparse: bad option value), 1 any other refused i
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import pickle
-import signal
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 

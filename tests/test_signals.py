@@ -9,7 +9,6 @@ side by side to keep the test short. Also: bad inputs that would allocate a lot 
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -72,11 +71,11 @@ def _commands(media: Path, detector: Path) -> dict[str, object]:
         "demo": lambda out: ["demo", "-o", str(out / "new" / "demo.mp4")],  # its folder is removed too
         "dataset prepare": lambda out: ["dataset", "prepare", str(media / "d13.mp4"), "-o", str(out / "ds"),
                                         "--size", "64", "--no-face-crop", "--min-frames", "2"],
-        "crop": lambda out: ["crop", str(media / "d0.mp4"), "-o", str(out / "c.mp4")],
     }
 
 
-@pytest.mark.parametrize("command", ["animate", "attack", "demo", "dataset prepare", "crop"])
+# The long commands of the issue; train's own test (test_training.py) sends SIGINT, SIGTERM and SIGHUP.
+@pytest.mark.parametrize("command", ["animate", "attack", "demo", "dataset prepare"])
 def test_sigterm_and_sighup_leave_nothing_behind(command, media, detector_checkpoint, tmp_path):
     argv_for = _commands(media, detector_checkpoint)[command]
     runs = []

@@ -6,7 +6,7 @@ import argparse
 
 from tqdm import tqdm
 
-from fakelab.cli_checks import check_paths, integer, non_negative_int, number, positive_int, probability, seed
+from fakelab.cli_checks import check_paths, integer, number, positive_int, probability, seed
 from fakelab.datasets.prepare import FORMATS, SPLIT_CHOICES, prepare_dataset
 from fakelab.scale.commands import add_ray_arguments, check_ray_arguments
 

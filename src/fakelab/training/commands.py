@@ -8,7 +8,7 @@ import sys
 import torch
 
 from fakelab.animation.config import bundled_config_names
-from fakelab.cli_checks import check_paths, config_file, device_or_auto, integer, non_negative_int, positive_int, seed
+from fakelab.cli_checks import check_paths, config_file, device_or_auto, integer, positive_int, seed
 from fakelab.training.trainer import CHECKPOINT_NAME, CONFIG_NAME, PRECISIONS, TrainOptions, train
 
 INTERRUPTED_EXIT_CODE = 130

@@ -11,7 +11,6 @@ Without them we use EfficientNet-Lite0, whose ImageNet weights ship in the
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from pathlib import Path
 
 import torch
