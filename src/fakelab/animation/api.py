@@ -310,9 +310,21 @@ def animate(
     if output is not None:
         _refuse_overwriting_inputs(Path(output), source, driving, audio)
     source_image = _read_source(source)
-    if getattr(animator, "size", ()) is None:
+    native = getattr(animator, "size", ()) is None  # the portrait model: face cut out and pasted back itself
+    signing = None
+    if provenance and output is not None:
+        from fakelab.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
+
+        signing = dict(
+            inputs=[source, driving, checkpoint],
+            source_type=COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA if paste_back or native else TRAINED_ALGORITHMIC_MEDIA,
+            description="portrait animated with the motion of a driving video",
+            parameters={"model": getattr(animator, "name", None) or model, "crop": crop, "paste_back": paste_back,
+                        "best_frame": best_frame, "relative": relative, "adapt_scale": adapt_scale},
+        )
+    if native:
         return _animate_native(
-            animator, source_image, driving, output, best_frame, find_best_frame, audio, fps, progress
+            animator, source_image, driving, output, best_frame, find_best_frame, audio, fps, progress, signing
         )
     source_crop = _face_crop(source_image, animator.size) if crop or paste_back else None
     animated_source = source_crop.image if source_crop is not None else source_image
@@ -325,14 +337,29 @@ def animate(
         from fakelab.faces import paste_back as paste_into
 
         frames = paste_into(source_image, source_crop.box, frames, source_crop.landmarks)
+    return _deliver(frames, driving_video, output, audio, progress, signing=signing)
+
+
+def _deliver(
+    frames: Iterable[np.ndarray],
+    driving_video: DrivingVideo,
+    output: PathLike | None,
+    audio: str | PathLike | None,
+    progress: bool,
+    details: Callable[[], str] = lambda: "",
+    signing: dict | None = None,
+) -> AnimationResult | list[np.ndarray]:
+    """The frames as a list (no `output`), or written to `output` as a video with its
+    audio; `details` (called once all frames are made) goes into the summary. With
+    `signing` (the arguments of `Stamp.sign`, without the output) the video is marked."""
     if output is None:
         return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
 
-    from fakelab.provenance import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA, Stamp
+    from fakelab.provenance import Stamp
 
     output = Path(output)
     audio_path = _audio_for(audio, driving_video, output)
-    stamp = Stamp.new(enabled=provenance)
+    stamp = Stamp.new(enabled=signing is not None)
     started = time.perf_counter()
     with (
         VideoWriter(output, driving_video.fps, audio=audio_path) as writer,
@@ -341,15 +368,11 @@ def animate(
         for frame in stamp.frames(frames):
             writer.write(frame)
             bar.update()
-    stamp.sign(
-        output,
-        [source, driving, checkpoint, audio_path],
-        source_type=COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA if paste_back else TRAINED_ALGORITHMIC_MEDIA,
-        description="portrait animated with the motion of a driving video",
-        parameters={"model": getattr(animator, "name", None) or model, "crop": crop, "paste_back": paste_back,
-                    "best_frame": best_frame, "relative": relative, "adapt_scale": adapt_scale},
+    if signing is not None:
+        stamp.sign(output, [*signing.pop("inputs"), audio_path], **signing)
+    return AnimationResult(
+        output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path, details()
     )
-    return AnimationResult(output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path)
 
 
 def _animate_native(
@@ -362,6 +385,7 @@ def _animate_native(
     audio: str | PathLike | None,
     fps: float | None,
     progress: bool,
+    signing: dict | None = None,
 ) -> AnimationResult | list[np.ndarray]:
     """A model that works at every frame's own size (the portrait model): the source
     at its native resolution, driving frames as they are; it finds, animates and
@@ -374,26 +398,20 @@ def _animate_native(
     if initial is not None:
         portrait.recalibrate(initial)
     frames = (portrait.render(frame) for frame in driving_video.frames())
-    if output is None:
-        return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
-    output = Path(output)
-    audio_path = _audio_for(audio, driving_video, output)
-    started = time.perf_counter()
-    with (
-        VideoWriter(output, driving_video.fps, audio=audio_path) as writer,
-        tqdm(total=driving_video.length, unit="frame", desc="animating", disable=not progress) as bar,
-    ):
-        for frame in frames:
-            writer.write(frame)
-            bar.update()
+    details = lambda: _native_details(animator, portrait, source_image, best_frame, find_best_frame)  # noqa: E731
+    return _deliver(frames, driving_video, output, audio, progress, details, signing)
+
+
+def _native_details(animator, portrait, source_image: np.ndarray, best_frame: int | None, found: bool) -> str:
+    """What the summary says a native-resolution model used: model, neutral frame, face region."""
     left, top, right, bottom = portrait.region
     height, width = source_image.shape[:2]
-    details = (
-        f"model {getattr(animator, 'name', type(animator).__name__)} (no weights); motion relative to driving frame "
-        f"{best_frame if best_frame is not None else f'{portrait.neutral_frame} (the first with a face)'}"
-        f"{' (the best frame: pose closest to the source)' if find_best_frame else ''}; face region {right - left}x{bottom - top} at ({left}, {top}) "
-        f"of the {width}x{height} source, animated at native resolution and pasted back; output {width}x{height}"
-    )
-    return AnimationResult(
-        output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path, details
+    if best_frame is None:
+        initial = f"{portrait.neutral_frame} (the first with a face)"
+    else:
+        initial = f"{best_frame}{' (the best frame: pose closest to the source)' if found else ''}"
+    return (
+        f"model {getattr(animator, 'name', type(animator).__name__)} (no weights); motion relative to driving "
+        f"frame {initial}; face region {right - left}x{bottom - top} at ({left}, {top}) of the {width}x{height} "
+        f"source, animated at native resolution and pasted back; output {width}x{height}"
     )
