@@ -36,7 +36,7 @@ import fakelab  # noqa: E402
 from fakelab.detection.glitch import GlitchDetector, face_failure_probability, jump_probability  # noqa: E402
 from fakelab.detection.metrics import roc_auc  # noqa: E402
 from fakelab.faces import largest_face  # noqa: E402
-from fakelab.video import iter_frames, load_image, save_image  # noqa: E402
+from fakelab.video import iter_frames, load_image  # noqa: E402
 
 FRAMES = 75
 FAIL_START, FAIL_STOP = 25, 55
@@ -115,7 +115,10 @@ def main() -> None:
             sheet.append(np.concatenate([cv2.resize(driving[i], (160, 160)) if j == 0 else cv2.resize(frames[i], (160, 160))
                                          for i in (FAIL_START + 5, FAIL_START + 15) for j in (0, 1)], axis=1))
             print(f"{kind} / {source_name}: done", flush=True)
-    save_image(ROOT / "docs" / "glitch_sheet.png", np.concatenate(sheet, axis=0))
+    from PIL import Image
+
+    # A 200-colour palette keeps the sheet small enough for the docs.
+    Image.fromarray(np.concatenate(sheet, axis=0)).quantize(colors=200).save(ROOT / "docs" / "glitch_sheet.png", optimize=True)
     data = np.array([r[:4] for r in rows], dtype=np.float64)
     groups = np.array([r[4] for r in rows])
     keep = data[:, 3] >= 0
