@@ -68,29 +68,26 @@ def train_cnn(clips: list[dict], out: Path) -> Path:
     return checkpoint
 
 
-def features(clips: list[dict], out: Path, checkpoint: Path) -> list[dict]:
-    """Cue features, lip-sync and CNN score per clip (cached in features.json)."""
+def features(clips: list[dict], out: Path, checkpoint: Path | None) -> list[dict]:
+    """Cue features, lip-sync and (with a checkpoint) the CNN's video logit per clip, cached
+    in features.json."""
     cache_path = out / "features.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     detector = None
     for clip in clips:
         key = clip["path"]
-        if key in cache and "cnn" in cache[key]:
-            continue
+        row = cache.setdefault(key, dict(clip))
         started = time.perf_counter()
-        verdict = score_video_cues(key)
-        if detector is None:
-            detector = ready_for_inference(load_detector(checkpoint))
-        cnn = score_file(detector, key, frames=16)
-        cache[key] = {
-            **clip,
-            "cues": verdict.cues,
-            "lip_sync": verdict.lip_sync.to_json(),
-            "glitch_flagged": float(np.mean([g.flagged for g in verdict.faces.glitches])),
-            "cnn": cnn.mean_logit,
-        }
+        if "cues" not in row:
+            verdict = score_video_cues(key)
+            row["cues"] = verdict.cues
+            row["lip_sync"] = verdict.lip_sync.to_json()
+            row["glitch_flagged"] = float(np.mean([g.flagged for g in verdict.faces.glitches]))
+        if checkpoint is not None and "cnn" not in row:
+            detector = detector or ready_for_inference(load_detector(checkpoint))
+            row["cnn"] = score_file(detector, key, frames=16).mean_logit
         cache_path.write_text(json.dumps(cache, indent=1, default=lambda v: None))
-        log(f"{clip['set']:>6} {Path(key).name}: cues+cnn in {time.perf_counter() - started:.1f} s")
+        log(f"{clip['set']:>6} {Path(key).name}: {time.perf_counter() - started:.1f} s")
     return [cache[clip["path"]] for clip in clips]
 
 
@@ -114,14 +111,14 @@ def table(rows: list[dict]) -> dict:
     scores = {
         "lip-sync": [lip_sync_score(r) for r in rows],
         "cues": cue_scores,
-        "cnn": [r["cnn"] for r in rows],
+        "cnn": [r.get("cnn", math.nan) for r in rows],
     }
     results = {}
     for negative, positive in PAIRS:
         for method in METHODS:
             pairs = [(s, r["set"] == positive) for s, r in zip(scores[method], rows) if r["set"] in (negative, positive)]
             pairs = [(s, label) for s, label in pairs if s is not None and not math.isnan(s)]
-            labels = np.array([label for _, label in pairs])
+            labels = np.array([label for _, label in pairs], dtype=bool)
             if labels.all() or not labels.any():
                 results[f"{negative} vs {positive}/{method}"] = {"auc": None, "n": [int((~labels).sum()), int(labels.sum())]}
                 continue
@@ -146,12 +143,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--checkpoint", type=Path, help="a detector checkpoint (default: train a quick Lite0)")
+    parser.add_argument("--no-cnn", action="store_true", help="leave the CNN column out (no training)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     clips = make_clips(args.out)
     log(f"{len(clips)} clips ready")
-    checkpoint = args.checkpoint or train_cnn(clips, args.out)
+    checkpoint = None if args.no_cnn else args.checkpoint or train_cnn(clips, args.out)
     log(f"CNN: {checkpoint}")
     rows = features(clips, args.out, checkpoint)
     outcome = table(rows)
