@@ -65,7 +65,7 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser, max_frames: int) -> No
         action="append",
         choices=list(PERTURBATIONS),
         metavar="NAME",
-        help="run only these (repeatable; default all; 'deeperforensics' runs its seven)",
+        help="run only these (repeatable; default all; `fakelab stress perturbations` lists them)",
     )
     parser.add_argument("--deeperforensics", action="store_true", help="only the seven DeeperForensics-1.0 distortions")
     parser.add_argument("--levels", type=_levels, help="only these levels, e.g. 1,3,5 (default all)")

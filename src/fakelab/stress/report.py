@@ -34,7 +34,7 @@ def cell_text(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float):
-        return f"{value:+.{digits}f}" if digits < 0 else f"{value:.{digits}f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
