@@ -426,3 +426,12 @@ def test_a_stream_url_drives_the_avatar(media_dir, tmp_path):
         server.shutdown()
     assert summary.frames_shown > 5 and probe_video(output).frame_count == summary.frames_shown
     assert summary.flags_log is None  # --no-glitch-check: no log
+
+
+def test_fomm_checkpoint_runs_live_at_its_own_size(media_dir, fomm_fixtures, tmp_path):
+    output = tmp_path / "fomm.mp4"
+    summary = run_live([media_dir / "s7.jpg"], str(media_dir / "d0.mp4"), [str(output)], model="fomm",
+                       checkpoint=fomm_fixtures / "tiny-vox-cpk.pth.tar", config=fomm_fixtures / "tiny-vox.yaml",
+                       glitch=False, duration=2, handle_signals=False, keys=False)
+    info = probe_video(output)
+    assert (info.width, info.height) == (128, 128) and info.frame_count == summary.frames_shown > 3

@@ -230,6 +230,7 @@ class LiveSession:
         self.flagged = 0
         self.last_glitch = None
         self._checked_avatar = 0
+        self._followed: int | None = None  # the tracker's id of the driving face
         self.face_found = False
         self.error: BaseException | None = None
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -436,8 +437,7 @@ class LiveSession:
         from fakelab.animation.landmark_warp import _same_face
 
         faces = self.tracker.update(captured.image)
-        followed = getattr(self, "_followed", None)
-        face = _same_face(faces, followed)
+        face = _same_face(faces, self._followed)
         self._followed = face.track_id if face is not None else None
         self.face_found = face is not None and face.detected
         if self._recentre.is_set() and face is not None:
