@@ -435,3 +435,12 @@ def test_fomm_checkpoint_runs_live_at_its_own_size(media_dir, fomm_fixtures, tmp
                        glitch=False, duration=2, handle_signals=False, keys=False)
     info = probe_video(output)
     assert (info.width, info.height) == (128, 128) and info.frame_count == summary.frames_shown > 3
+
+
+def test_a_producer_waits_until_its_last_item_was_taken():
+    slot = NewestSlot()
+    slot.put(1)
+    assert not slot.wait_taken(0.05)
+    taker = threading.Timer(0.1, slot.get, args=(0,))
+    taker.start()
+    assert slot.wait_taken(5) and slot.dropped == 0

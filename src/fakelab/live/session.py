@@ -208,6 +208,7 @@ class LiveSession:
         glitch_detector=None,
         glitch_log=None,
         tracker: FaceTracker | None = None,
+        backpressure: bool = True,
     ):
         if not sources:
             raise ValueError("a live session needs at least one avatar")
@@ -218,6 +219,7 @@ class LiveSession:
         self.mirror, self.overlay, self.show_stats = mirror, overlay, stats
         self.glitch_detector = glitch_detector
         self.glitch_log = glitch_log
+        self.backpressure = backpressure
         self.size = tuple(model.size)
         self.tracker = tracker or FaceTracker()
         self.crop = FollowingCrop(self.size[0])
@@ -423,6 +425,11 @@ class LiveSession:
 
     def _stage_loop(self, name: str, source: NewestSlot, work, target: NewestSlot | None) -> None:
         while not self._stop.is_set():
+            # Backpressure: while the next stage has not taken our last frame, a new one would only
+            # replace it unseen; wait instead, and spend the CPU on the stages that need it. Frames
+            # are then dropped where it costs nothing, in the camera's slot.
+            if self.backpressure and target is not None and not target.wait_taken(POLL_S):
+                continue
             item = source.get(POLL_S)
             if item is None:
                 continue
