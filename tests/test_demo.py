@@ -3,7 +3,7 @@
 from conftest import shared_path
 
 from fakelab.cli import main
-from fakelab.demo import FPS, SECONDS, SIZE
+from fakelab.demo import FPS, SECONDS
 from fakelab.faces import find_faces
 from fakelab.video import iter_frames, probe_video
 
@@ -14,7 +14,7 @@ def test_demo_writes_the_animated_mp4_and_prints_its_path(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert str(output) in printed
     info = probe_video(output)
-    assert (info.width, info.height) == (SIZE, SIZE)
+    assert (info.width, info.height) == (512, 512)  # the astronaut's own size: the portrait model's output
     assert info.frame_count == round(SECONDS * FPS)
     frames = list(iter_frames(output))
     assert len(frames) == info.frame_count

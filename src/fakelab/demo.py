@@ -3,9 +3,10 @@
 The source is scikit-image's astronaut portrait. The driving clip is generated:
 matplotlib's portrait of Grace Hopper, whose face is moved smoothly (a nod, a
 turn of the head in the image plane, a lean towards the camera) and made to
-talk and blink by warping it along its own landmarks. The astronaut is then
-animated by that clip with the landmark-warp model, and, given a FOMM
-checkpoint, with FOMM too.
+talk and blink by warping it along its own landmarks, with teeth and a dark
+mouth painted inside its opening lips. The astronaut (512x512) is then animated
+by that clip with the portrait model at its native resolution, and, given a
+FOMM checkpoint, with FOMM too.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fakelab.errors import ConfigError
 from fakelab.faces.crop import crop_image
-from fakelab.animation.landmark_warp import LandmarkWarpAnimator, LandmarkWarper
+from fakelab.animation.landmark_warp import LandmarkWarper
+from fakelab.animation.portrait import PortraitAnimator
 from fakelab.video import VideoWriter, load_image
 
 DEFAULT_OUTPUT = Path("out/demo/demo.mp4")
@@ -72,11 +75,39 @@ def head_motion(landmarks: np.ndarray, phase: float) -> np.ndarray:
     return (moved - centre) @ rotation.T * scale + centre + shift
 
 
+def paint_mouth_interior(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """A dark mouth with a band of upper teeth inside the inner lips (landmarks 60-67).
+
+    The warp can only stretch the closed lips of the portrait; a talking head
+    shows teeth, and the portrait model takes the mouth's interior from the
+    driving frame.
+    """
+    inner = landmarks[60:68]
+    mask = np.zeros(frame.shape[:2], np.float32)
+    cv2.fillPoly(mask, [np.round(inner * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+    if mask.sum() < 4:
+        return frame
+    top = min(landmarks[[61, 62, 63], 1].mean(), landmarks[[65, 66, 67], 1].mean())
+    opening = abs(landmarks[[65, 66, 67], 1].mean() - landmarks[[61, 62, 63], 1].mean())
+    rows = np.arange(frame.shape[0], dtype=np.float32)[:, None]
+    teeth = ((rows > top) & (rows < top + 0.45 * opening + 1)).astype(np.float32)
+    interior = np.empty(frame.shape, np.float32)
+    interior[:] = (70, 25, 30)  # the dark red of a mouth's inside
+    interior = interior * (1 - teeth[..., None]) + np.array([225, 220, 205], np.float32) * teeth[..., None]
+    interior = cv2.GaussianBlur(interior, (0, 0), 0.8)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 0.7)[..., None] * mask[..., None]
+    return np.round(frame * (1 - alpha) + interior * alpha).astype(np.uint8)
+
+
 def driving_clip(portrait: np.ndarray, frames: int) -> list[np.ndarray]:
     """A talking-head clip made from one portrait, SIZE x SIZE."""
     crop = crop_image(portrait, SIZE, where="the driving portrait")
     warper = LandmarkWarper(crop.image, crop.landmarks_in_crop)
-    return [warper(head_motion(crop.landmarks_in_crop, i / frames)) for i in range(frames)]
+    clip = []
+    for i in range(frames):
+        moved = head_motion(crop.landmarks_in_crop, i / frames)
+        clip.append(paint_mouth_interior(warper(moved), moved))
+    return clip
 
 
 def run_demo(
@@ -86,8 +117,9 @@ def run_demo(
 ) -> DemoResult:
     """Write the generated driving clip and the astronaut animated by it.
 
-    Outputs: `output` (landmark-warp), `<stem>-driving.mp4` beside it, and with a
-    FOMM `checkpoint` also `<stem>-fomm.mp4`.
+    Outputs: `output` (the portrait model, at the astronaut's 512x512),
+    `<stem>-driving.mp4` beside it, and with a FOMM `checkpoint` also
+    `<stem>-fomm.mp4` (256x256, the checkpoint's size).
     """
     from fakelab.animation.api import animate
 
@@ -95,10 +127,10 @@ def run_demo(
     driving = driving_clip(grace_hopper(), round(SECONDS * FPS))
     driving_path = output.with_name(f"{output.stem}-driving{output.suffix}")
     _write(driving_path, driving)
-    source = crop_image(astronaut(), SIZE, where="the astronaut portrait").image
-    animate(source, driving, output, animator=LandmarkWarpAnimator((SIZE, SIZE)), audio="none", fps=FPS)
+    animate(astronaut(), driving, output, animator=PortraitAnimator(fps=FPS), audio="none", fps=FPS)
     outputs = [output]
     if checkpoint is not None:
+        source = crop_image(astronaut(), SIZE, where="the astronaut portrait").image
         fomm_output = output.with_name(f"{output.stem}-fomm{output.suffix}")
         animate(source, driving, fomm_output, checkpoint=checkpoint, config=config, audio="none", fps=FPS)
         outputs.append(fomm_output)

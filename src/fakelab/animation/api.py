@@ -287,6 +287,19 @@ def animate(
         from fakelab.faces import paste_back as paste_into
 
         frames = paste_into(source_image, source_crop.box, frames, source_crop.landmarks)
+    return _deliver(frames, driving_video, output, audio, progress)
+
+
+def _deliver(
+    frames: Iterable[np.ndarray],
+    driving_video: DrivingVideo,
+    output: PathLike | None,
+    audio: str | PathLike | None,
+    progress: bool,
+    details: Callable[[], str] = lambda: "",
+) -> AnimationResult | list[np.ndarray]:
+    """The frames as a list (no `output`), or written to `output` as a video with its
+    audio; `details` (called once all frames are made) goes into the summary."""
     if output is None:
         return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
 
@@ -300,7 +313,9 @@ def animate(
         for frame in frames:
             writer.write(frame)
             bar.update()
-    return AnimationResult(output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path)
+    return AnimationResult(
+        output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path, details()
+    )
 
 
 def _animate_native(
@@ -325,26 +340,20 @@ def _animate_native(
     if initial is not None:
         portrait.recalibrate(initial)
     frames = (portrait.render(frame) for frame in driving_video.frames())
-    if output is None:
-        return list(tqdm(frames, total=driving_video.length, unit="frame", desc="animating", disable=not progress))
-    output = Path(output)
-    audio_path = _audio_for(audio, driving_video, output)
-    started = time.perf_counter()
-    with (
-        VideoWriter(output, driving_video.fps, audio=audio_path) as writer,
-        tqdm(total=driving_video.length, unit="frame", desc="animating", disable=not progress) as bar,
-    ):
-        for frame in frames:
-            writer.write(frame)
-            bar.update()
+    details = lambda: _native_details(animator, portrait, source_image, best_frame, find_best_frame)  # noqa: E731
+    return _deliver(frames, driving_video, output, audio, progress, details)
+
+
+def _native_details(animator, portrait, source_image: np.ndarray, best_frame: int | None, found: bool) -> str:
+    """What the summary says a native-resolution model used: model, neutral frame, face region."""
     left, top, right, bottom = portrait.region
     height, width = source_image.shape[:2]
-    details = (
-        f"model {getattr(animator, 'name', type(animator).__name__)} (no weights); motion relative to driving frame "
-        f"{best_frame if best_frame is not None else f'{portrait.neutral_frame} (the first with a face)'}"
-        f"{' (the best frame: pose closest to the source)' if find_best_frame else ''}; face region {right - left}x{bottom - top} at ({left}, {top}) "
-        f"of the {width}x{height} source, animated at native resolution and pasted back; output {width}x{height}"
-    )
-    return AnimationResult(
-        output, writer.frames_written, driving_video.fps, time.perf_counter() - started, audio_path, details
+    if best_frame is None:
+        initial = f"{portrait.neutral_frame} (the first with a face)"
+    else:
+        initial = f"{best_frame}{' (the best frame: pose closest to the source)' if found else ''}"
+    return (
+        f"model {getattr(animator, 'name', type(animator).__name__)} (no weights); motion relative to driving "
+        f"frame {initial}; face region {right - left}x{bottom - top} at ({left}, {top}) of the {width}x{height} "
+        f"source, animated at native resolution and pasted back; output {width}x{height}"
     )

@@ -97,7 +97,7 @@ def _register_demo(subparsers) -> None:
         "demo",
         help="animate a shipped portrait with a generated driving clip",
         description="Animate scikit-image's astronaut portrait with a talking-head clip generated "
-        "from matplotlib's portrait of Grace Hopper, using the landmark-warp model (and FOMM "
+        "from matplotlib's portrait of Grace Hopper, using the training-free portrait model (and FOMM "
         "too with --checkpoint). Runs offline on a CPU in seconds.",
     )
     parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), help=f"output mp4 (default {DEFAULT_OUTPUT})")

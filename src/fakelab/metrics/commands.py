@@ -58,7 +58,8 @@ def _add_options(parser, animation: bool) -> None:
         "--model",
         action="append",
         choices=MODELS,
-        help="model(s) to score, repeatable (default: fomm); landmark-warp is the classical baseline",
+        help="model(s) to score, repeatable (default: fomm); landmark-warp is the classical baseline, "
+        "portrait the training-free default of fakelab animate",
     )
     parser.add_argument("--checkpoint", help="FOMM checkpoint (needed for --model fomm)")
     parser.add_argument(

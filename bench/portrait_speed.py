@@ -1,0 +1,94 @@
+"""Frames per second of the portrait model on CPU, at 256x256 and at s0.jpg's native size,
+beside landmark-warp's renderer on the same frames.
+
+`render` is timed given the driving landmarks (what a live avatar that already
+tracks the face calls: the live budget is 15-25 ms a frame), and with the model's
+own face tracking. One OpenCV thread, one torch thread: the numbers are for one core.
+
+    nice -n 10 python bench/portrait_speed.py [--frames 60] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from itertools import islice
+
+import cv2
+import numpy as np
+
+from fakelab.animation.landmark_warp import LandmarkWarper, transfer_motion
+from fakelab.animation.portrait import PortraitAnimator
+from fakelab.faces import FaceTracker, apply_crop, crop_image, largest_face, plan_video_crop
+from fakelab.video import iter_frames, load_image
+from portrait_common import MEDIA
+
+
+def best_of(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def landmarks_of(frames) -> list[np.ndarray]:
+    tracker = FaceTracker()
+    return [tracker.update(frame)[0].landmarks for frame in frames]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    import torch
+
+    torch.set_num_threads(1)
+
+    video = MEDIA / "d12.mp4"
+    crops = list(islice(apply_crop(iter_frames(video), plan_video_crop(video)), args.frames))
+    full = list(islice(iter_frames(video), args.frames))
+    crop_landmarks, full_landmarks = landmarks_of(crops), landmarks_of(full)
+    s7 = crop_image(load_image(MEDIA / "s7.jpg"), 256).image
+    s0 = load_image(MEDIA / "s0.jpg")
+    cases = [("256x256 (s7 face crop, d12 crops)", s7, crops, crop_landmarks),
+             (f"{s0.shape[1]}x{s0.shape[0]} (s0.jpg native, d12 512x512)", s0, full, full_landmarks)]
+    print("| size | portrait render | portrait incl. tracking | landmark-warp render | portrait/landmark-warp time |")
+    print("|---|---|---|---|---|")
+    for label, source, frames, landmarks in cases:
+        source_landmarks = largest_face(source, "source")
+        portrait = PortraitAnimator().prepare(source, source_landmarks)
+
+        def render_given():
+            prepared = PortraitAnimator().prepare(source, source_landmarks)
+            for frame, lm in zip(frames, landmarks):
+                prepared.render(frame, lm)
+
+        def render_tracked():
+            prepared = PortraitAnimator().prepare(source, source_landmarks)
+            for frame in frames:
+                prepared.render(frame)
+
+        warper = LandmarkWarper(source, source_landmarks)
+        targets = [transfer_motion(source_landmarks, lm, landmarks[0]) for lm in landmarks]
+
+        def baseline():
+            for target in targets:
+                warper(target)
+
+        given = best_of(render_given, args.repeats) / len(frames)
+        tracked = best_of(render_tracked, 1) / len(frames)
+        base = best_of(baseline, args.repeats) / len(frames)
+        print(
+            f"| {label} | {1 / given:.1f} fps ({1000 * given:.1f} ms) | {1 / tracked:.1f} fps ({1000 * tracked:.1f} ms) "
+            f"| {1 / base:.1f} fps ({1000 * base:.1f} ms) | {given / base:.2f} |",
+            flush=True,
+        )
+        del portrait
+
+
+if __name__ == "__main__":
+    main()
