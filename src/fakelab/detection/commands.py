@@ -16,6 +16,9 @@ from fakelab.attacks.evaluation import evaluate_detection_under_attack
 from fakelab.attacks.methods import ATTACKS, AttackConfig
 from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, TRAINING_STEPS
 from fakelab.detection.checkpoint import load_detector
+from fakelab.detection.cues import DEFAULT_SECONDS as CUE_SECONDS
+from fakelab.detection.cues import score_video_cues
+from fakelab.detection.ensemble import CombinedVerdict, EnsembleDetector, MemberScore, load_detectors
 from fakelab.detection.evaluate import evaluate_detection, write_evaluation
 from fakelab.detection.pipeline import (
     DEFAULT_FRAMES,
@@ -24,16 +27,22 @@ from fakelab.detection.pipeline import (
     ScanFailure,
     ScanResult,
     VideoScore,
+    file_faces,
+    is_image,
     media_files,
     ready_for_inference,
     scan,
+    score_faces,
     score_file,
 )
 from fakelab.detection.registry import ARCHITECTURES
-from fakelab.detection.report import DEFAULT_TOP_FRAMES, write_report
+from fakelab.detection.report import DEFAULT_TOP_FRAMES, write_cue_report, write_report
 from fakelab.detection.train import PSEUDO_FAKES, TrainingConfig, train_detector
-from fakelab.errors import InputError
+from fakelab.errors import FakelabError, InputError
 from fakelab.faces.detect import DETECTORS
+
+
+METHODS = ("cues", "cnn", "all")
 
 
 def register(subparsers) -> None:
@@ -41,8 +50,15 @@ def register(subparsers) -> None:
     _register_train(subparsers)
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="detector weights (.pt, .pth, .p, .safetensors)")
+def _add_model_arguments(parser: argparse.ArgumentParser, ensemble: bool = False) -> None:
+    if ensemble:
+        parser.add_argument(
+            "--checkpoint", action="append", metavar="CHECKPOINT",
+            help="detector weights (.pt, .pth, .p, .safetensors); repeat it for an ensemble, whose logits are "
+            "averaged; without it, the forensic cues score the video (--method cues)",
+        )
+    else:
+        parser.add_argument("--checkpoint", required=True, help="detector weights (.pt, .pth, .p, .safetensors)")
     parser.add_argument(
         "--arch", choices=list(ARCHITECTURES), help="architecture (default: the one the checkpoint records or its keys show)"
     )
@@ -63,13 +79,26 @@ def _register_detect(subparsers) -> None:
     parser = subparsers.add_parser(
         "detect",
         help="score a video, an image or a folder of them for manipulation",
-        description="Follow the face through frames sampled evenly from each video, crop it as "
-        f"FaceForensics++ does (1.3 x the face box), and score each crop; {SCORING_RULE}. A folder is "
-        "scanned file by file: a file that cannot be scored is reported and the scan goes on.",
+        description="Without --checkpoint (--method cues): follow the face through the first seconds of the "
+        "video and score forensic cues (detector failures, landmark jitter, head-pose inconsistency, blinks, "
+        "mouth interior, paste-back seam, still background, lip-sync against the audio) with a small shipped "
+        "logistic model. With --checkpoint (--method cnn): follow the face through frames sampled evenly from "
+        "each video, crop it as FaceForensics++ does (1.3 x the face box), and score each crop; "
+        f"{SCORING_RULE}; several checkpoints are an ensemble (logits averaged). --method all averages both. "
+        "A folder is scanned file by file: a file that cannot be scored is reported and the scan goes on.",
     )
     parser.add_argument("input", metavar="VIDEO|IMAGE|DIR")
-    _add_model_arguments(parser)
+    _add_model_arguments(parser, ensemble=True)
     _add_scoring_arguments(parser)
+    parser.add_argument(
+        "--method", choices=METHODS,
+        help="cues: forensic cues and lip-sync, no weights (the default without --checkpoint); cnn: the "
+        "checkpoint(s) (the default with one); all: both, their video logits averaged",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=CUE_SECONDS,
+        help=f"cues: seconds of consecutive frames analysed from the start (default {CUE_SECONDS:g})",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--report", metavar="HTML", help="write a one-file HTML report (timeline, heatmaps)")
     parser.add_argument(
@@ -97,7 +126,17 @@ def run_detect(args: argparse.Namespace) -> None:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"{source} does not exist")
-    detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
+    method = args.method or ("cnn" if args.checkpoint else "cues")
+    if method != "cues" and not args.checkpoint:
+        raise InputError(f"--method {method} needs --checkpoint (or use --method cues, which needs none)")
+    if method == "cues" and args.checkpoint:
+        raise InputError("--method cues uses no checkpoint: drop --checkpoint, or use --method all for both")
+    if not args.seconds > 0:
+        raise InputError(f"--seconds must be positive, got {args.seconds}")
+    if method != "cnn":
+        run_detect_cues(args, source, method)
+        return
+    detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
     if source.is_dir():
         paths = media_files(source)
         result = scan(
@@ -108,10 +147,68 @@ def run_detect(args: argparse.Namespace) -> None:
     else:
         result = ScanResult([score_file(detector, source, args.frames, args.threshold, args.face_detector)])
         _print_outcome(result.scores[0], args.json)
+    checkpoints = ", ".join(str(path) for path in args.checkpoint)
     if args.report:
-        write_report(args.report, detector, result.scores, result.failures, args.checkpoint, args.top)
+        write_report(args.report, detector, result.scores, result.failures, checkpoints, args.top)
     if args.json:
-        document = {"checkpoint": str(args.checkpoint), "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
+        document = {"method": "cnn", "checkpoint": checkpoints, "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
+        print(json.dumps(document, indent=2))
+    elif args.report:
+        print(f"report written to {args.report}")
+
+
+def _score_with_cues(args: argparse.Namespace, path: Path, method: str, detector) -> tuple:
+    """(CueVerdict, CombinedVerdict or None) of one video."""
+    if is_image(path):
+        raise InputError(f"{path} is an image: the cues need a video (use --method cnn with a checkpoint)")
+    cues = score_video_cues(path, seconds=args.seconds, threshold=args.threshold)
+    if method != "all":
+        return cues, None
+    members = detector.members if isinstance(detector, EnsembleDetector) else [detector]
+    faces = file_faces(path, max(member.input_spec.size for member in members), args.frames, args.face_detector)
+    scores = [MemberScore(member.arch, score_faces(member, faces).mean_logit) for member in members]
+    return cues, CombinedVerdict(str(path), (*scores, MemberScore("cues", cues.logit)), args.threshold)
+
+
+def run_detect_cues(args: argparse.Namespace, source: Path, method: str) -> None:
+    """`fakelab detect --method cues|all`: file by file, a failure is reported and the scan goes on."""
+    detector = None
+    if method == "all":
+        detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
+    paths = media_files(source) if source.is_dir() else [source]
+    verdicts, combined, failures = [], [], []
+    for path in paths:
+        try:
+            cues, together = _score_with_cues(args, path, method, detector)
+        except FakelabError as error:
+            if not source.is_dir():
+                raise
+            failures.append(ScanFailure(path, str(error)))
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            continue
+        verdicts.append(cues)
+        combined.append(together)
+        if not args.json:
+            print((together or cues).summary(), flush=True)
+            print(cues.cue_table(), flush=True)
+    if not verdicts:
+        raise InputError(f"none of the {len(paths)} files in {source} could be scored")
+    if args.report:
+        write_cue_report(args.report, verdicts, failures, combined if method == "all" else None)
+    if args.json:
+        results = []
+        for cues, together in zip(verdicts, combined):
+            entry = cues.to_json()
+            if together is not None:
+                entry = {**together.to_json(), "cues": entry}
+            results.append(entry)
+        document = {
+            "method": method,
+            "checkpoint": ", ".join(str(path) for path in args.checkpoint) if args.checkpoint else None,
+            "threshold": args.threshold,
+            "results": results,
+            "failures": [failure.to_json() for failure in failures],
+        }
         print(json.dumps(document, indent=2))
     elif args.report:
         print(f"report written to {args.report}")

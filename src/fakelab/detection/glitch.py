@@ -31,7 +31,7 @@ import numpy as np
 
 from fakelab.errors import InputError
 from fakelab.faces import models
-from fakelab.faces.detect import DETECTOR_WINDOW, Box, detect_faces, resize_by
+from fakelab.faces.detect import DETECTOR_WINDOW, Box, detect_faces, resize_by, window_around
 from fakelab.faces.landmarks import RIGID, face_landmarks, landmark_box, settled_landmarks
 
 DEFAULT_THRESHOLD = 0.5
@@ -216,13 +216,10 @@ class GlitchDetector:
     def _redetect(self, frame: np.ndarray, expected: Box) -> tuple[float, Box | None]:
         """(score, box) of the best HOG candidate overlapping `expected` in a window around it;
         (nan, None) when there is none."""
-        height, width = frame.shape[:2]
-        centre_x, centre_y = expected.centre
-        window = Box.square(centre_x, centre_y, WINDOW_PER_BOX * expected.width)
-        left, top = max(0, round(window.left)), max(0, round(window.top))
-        right, bottom = min(width, round(window.right)), min(height, round(window.bottom))
-        if right - left < 8 or bottom - top < 8:
+        window = window_around(expected, (frame.shape[1], frame.shape[0]), WINDOW_PER_BOX)
+        if window is None:
             return math.nan, None
+        left, top, right, bottom = window
         scale = FACE_IN_WINDOW * DETECTOR_WINDOW / max(expected.width, 1.0)
         crop = resize_by(np.ascontiguousarray(frame[top:bottom, left:right]), scale)
         rects, scores, _ = models.hog_detector().run(crop, 0, WEAKEST_SCORE)

@@ -61,3 +61,22 @@ def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: s
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     return _png(figure)
+
+
+def cue_timelines_png(times: np.ndarray, series: Mapping[str, np.ndarray], flagged: np.ndarray | None = None) -> bytes:
+    """One small panel per cue series against time (NaN: not measured), frames the glitch
+    detector flagged shaded in red."""
+    names = list(series)
+    figure = _figure(8.0, 0.95 * len(names) + 0.6)
+    axes_list = figure.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for axes, name in zip(axes_list, names):
+        values = np.asarray(series[name], dtype=np.float64)
+        axes.plot(times, values, linewidth=1.0, marker=".", markersize=2, color="#1f77b4")
+        if flagged is not None and np.any(flagged):
+            for time in np.asarray(times)[np.asarray(flagged, dtype=bool)]:
+                axes.axvspan(time - 0.02, time + 0.02, color="#d62728", alpha=0.25, linewidth=0)
+        axes.set_ylabel(name.replace("_", "\n"), fontsize=7, rotation=0, ha="right", va="center")
+        axes.tick_params(labelsize=7)
+        axes.grid(alpha=0.3)
+    axes_list[-1].set_xlabel("seconds")
+    return _png(figure)

@@ -145,3 +145,85 @@ def write_report(
     text = render_report(detector, scores, failures, checkpoint, top)
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _cue_section(verdict, anchor: str, combined=None) -> str:
+    """One file of a cue report: verdict, each cue with its share of the logit, timelines."""
+    import math
+
+    from fakelab.detection.cues import CUE_MEANINGS, CUE_NAMES
+    from fakelab.detection.plots import cue_timelines_png
+
+    name = html.escape(verdict.source)
+    drivers = ", ".join(f"{cue} ({share:+.2f})" for cue, share in verdict.drivers()) or "none"
+    rows = [
+        ("verdict", _verdict(verdict)),
+        ("P(fake), cues", f"{verdict.probability_fake:.4f} (threshold {verdict.threshold:g})"),
+        ("driven by", html.escape(drivers)),
+        ("lip-sync", html.escape(verdict.lip_sync.summary())),
+        ("frames", f"{verdict.frame_count} consecutive frames from the start, face found in "
+                   f"{sum(g.face_found for g in verdict.faces.glitches)}, glitch flagged in "
+                   f"{sum(g.flagged for g in verdict.faces.glitches)}"),
+    ]
+    if combined is not None:
+        rows.insert(1, ("P(fake), all", f"{combined.probability_fake:.4f}: mean of the logits of "
+                        + html.escape(", ".join(f"{m.name} ({m.probability:.3f})" for m in combined.members))))
+    table = "".join(f"<tr><th>{key}</th><td>{value}</td></tr>" for key, value in rows)
+    cue_rows = []
+    for cue in CUE_NAMES:
+        value = verdict.cues.get(cue, math.nan)
+        shown = "not measured" if value is None or math.isnan(value) else f"{value:.4g}"
+        share = verdict.contributions.get(cue, 0.0)
+        colour = "fake" if share > 0.5 else "real" if share < -0.5 else ""
+        cue_rows.append(
+            f"<tr><td>{cue}</td><td>{shown}</td><td class='{colour}'>{share:+.2f}</td>"
+            f"<td class='note'>{html.escape(CUE_MEANINGS[cue])}</td></tr>"
+        )
+    flagged = np.array([g.flagged for g in verdict.faces.glitches])
+    timeline = cue_timelines_png(verdict.times, verdict.timeline, flagged)
+    return "\n".join([
+        f'<h2 id="{anchor}">{name}</h2>',
+        f"<table>{table}</table>",
+        "<h3>Cues</h3><p class='note'>Share: the cue's part of the model's log-odds (positive: towards fake).</p>",
+        f"<table><tr><th>cue</th><th>value</th><th>share</th><th>meaning</th></tr>{''.join(cue_rows)}</table>",
+        "<h3>Per frame</h3><p class='note'>Red: frames the glitch detector flagged.</p>",
+        _img(timeline, "cue timelines"),
+    ])
+
+
+def render_cue_report(verdicts: Sequence, failures: Sequence[ScanFailure] = (), combined: Sequence | None = None) -> str:
+    """The HTML text of a report on `CueVerdict`s (and, for `--method all`, their `CombinedVerdict`s)."""
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    combined = list(combined) if combined is not None else [None] * len(verdicts)
+    summary_rows = "".join(
+        f'<tr><td><a href="#file{index}">{html.escape(v.source)}</a></td>'
+        f"<td>{_verdict(c or v)}</td><td>{(c or v).probability_fake:.4f}</td><td>{html.escape(', '.join(n for n, _ in v.drivers()))}</td></tr>"
+        for index, (v, c) in enumerate(zip(verdicts, combined))
+    )
+    failure_rows = "".join(
+        f"<tr><td>{html.escape(str(f.source))}</td><td>{html.escape(f.error)}</td></tr>" for f in failures
+    )
+    with_cnn = bool(combined) and combined[0] is not None
+    method = "forensic cues and CNN, logits averaged" if with_cnn else "forensic cues (no trained CNN)"
+    body = [
+        "<h1>fakelab detection report</h1>",
+        f"<p class='note'>Made {made}; method: {html.escape(method)}. The cue model is a logistic "
+        "regression over the video-level cues; the verdict is FAKE when P(fake) reaches the threshold.</p>",
+        "<table><tr><th>file</th><th>verdict</th><th>P(fake)</th><th>driven by</th></tr>" f"{summary_rows}</table>",
+    ]
+    if failures:
+        body.append(f"<h2>Not scored</h2><table><tr><th>file</th><th>why</th></tr>{failure_rows}</table>")
+    body += [_cue_section(v, f"file{index}", c) for index, (v, c) in enumerate(zip(verdicts, combined))]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>fakelab detection report</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_cue_report(path: str | os.PathLike, verdicts: Sequence, failures: Sequence[ScanFailure] = (), combined: Sequence | None = None) -> None:
+    """Write the cue report atomically."""
+    text = render_cue_report(verdicts, failures, combined)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -74,6 +74,19 @@ class Box:
         return [self.left, self.top, self.right, self.bottom]
 
 
+def window_around(box: Box, frame_size: tuple[int, int], per_box: float) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) pixels of a square `per_box` times `box` wide, centred on it and
+    cut to a (width, height) frame; None when less than 2 pixels of it are inside."""
+    width, height = frame_size
+    centre_x, centre_y = box.centre
+    window = Box.square(centre_x, centre_y, per_box * box.width)
+    left, top = max(0, round(window.left)), max(0, round(window.top))
+    right, bottom = min(width, round(window.right)), min(height, round(window.bottom))
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return left, top, right, bottom
+
+
 @dataclass(frozen=True)
 class Detection:
     box: Box

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from fakelab.errors import InputError, NoFaceError
-from fakelab.faces.detect import Box, check_detector, default_detector, detect_faces
+from fakelab.faces.detect import Box, check_detector, default_detector, detect_faces, window_around
 from fakelab.faces.landmarks import LANDMARK_COUNT, face_embedding, landmark_box, settled_landmarks
 
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold for its 128-d embeddings
@@ -98,13 +98,10 @@ class FaceTracker:
 
     def _redetect(self, frame: np.ndarray, last: Box) -> Box | None:
         """The detector's box of the face near `last`, searched for in a small window."""
-        height, width = frame.shape[:2]
-        centre_x, centre_y = last.centre
-        window = Box.square(centre_x, centre_y, WINDOW_PER_BOX * last.width)
-        left, top = max(0, round(window.left)), max(0, round(window.top))
-        right, bottom = min(width, round(window.right)), min(height, round(window.bottom))
-        if right - left < 2 or bottom - top < 2:
+        window = window_around(last, (frame.shape[1], frame.shape[0]), WINDOW_PER_BOX)
+        if window is None:
             return None
+        left, top, right, bottom = window
         crop = frame[top:bottom, left:right]
         candidates = [
             found.box.shifted(left, top)

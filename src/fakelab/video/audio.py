@@ -1,12 +1,15 @@
-"""Copy the audio of one media file into a video being written, re-encoded to AAC."""
+"""Copy the audio of one media file into a video being written, re-encoded to AAC; decode audio
+to samples and write samples as WAV."""
 
 from __future__ import annotations
 
 import math
+import wave
 from fractions import Fraction
 from typing import Iterator
 
 import av
+import numpy as np
 
 from fakelab.errors import InputError
 from fakelab.video.reader import PathLike, open_media, unreadable
@@ -84,3 +87,29 @@ class AudioTrack:
             frame.time_base = Fraction(1, self.rate)
             self._samples_written += frame.samples
             self._output.mux(self._stream.encode(frame))
+
+
+def decode_audio(path: PathLike, rate: int = 16000) -> np.ndarray:
+    """The first audio stream of `path` as mono float32 samples in [-1, 1] at `rate` Hz,
+    starting at the stream's first sample (InputError when there is none)."""
+    container, stream = open_audio(path)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    chunks = []
+    try:
+        with container:
+            for frame in container.decode(stream):
+                chunks += [chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(frame)]
+            chunks += [chunk.to_ndarray().reshape(-1) for chunk in resampler.resample(None)]
+    except av.FFmpegError as exc:
+        raise unreadable(path, "audio source", exc) from None
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def write_wav(path: PathLike, samples: np.ndarray, rate: int) -> None:
+    """Mono float samples in [-1, 1] written as a 16-bit PCM WAV file (a source for `VideoWriter(audio=...)`)."""
+    pcm = (np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0) * 32767).round().astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(int(rate))
+        handle.writeframes(pcm.tobytes())
