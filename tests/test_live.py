@@ -444,3 +444,26 @@ def test_a_producer_waits_until_its_last_item_was_taken():
     taker = threading.Timer(0.1, slot.get, args=(0,))
     taker.start()
     assert slot.wait_taken(5) and slot.dropped == 0
+
+
+def test_terminal_keys_become_commands_and_the_terminal_is_restored():
+    import os
+    import pty
+    import termios
+
+    from fakelab.live.keys import TerminalKeys
+
+    master, follower = pty.openpty()
+    stream = os.fdopen(follower, "r")
+    before = termios.tcgetattr(follower)
+    received = []
+    keys = TerminalKeys(SimpleNamespace(command=received.append), stream)
+    assert TerminalKeys.available(stream)
+    keys.start()
+    os.write(master, b"mrx")  # no Enter: single keys; x is no key
+    wait_for(lambda: len(received) == 2, timeout=5)
+    keys.close()
+    assert received == ["mirror", "recalibrate"]
+    assert termios.tcgetattr(follower) == before
+    stream.close()
+    os.close(master)
