@@ -47,12 +47,13 @@ def model_named(name: str, device: str):
     return build_avatar_model(name, device=device)
 
 
-def run(name: str, clip: Path, source: Path, seconds: float, device: str, glitch: bool) -> dict:
+def run(name: str, clip: Path, source: Path, seconds: float, device: str, glitch: bool, backpressure: bool = True) -> dict:
     camera = FileCamera(clip)
     model = model_named(name, device)
     sources = prepare_sources([(source.name, load_image(source))], tuple(model.size))
     preview = PreviewServer("127.0.0.1", 0)  # its send() is the JPEG encoding every browser frame costs
-    session = LiveSession(camera, model, sources, [preview], glitch_detector=make_glitch_detector(glitch))
+    session = LiveSession(camera, model, sources, [preview], glitch_detector=make_glitch_detector(glitch),
+                          backpressure=backpressure)
     session.warm_up()
     load_before = os.getloadavg()[0]
     session.start()
@@ -70,6 +71,7 @@ def run(name: str, clip: Path, source: Path, seconds: float, device: str, glitch
         "model": name,
         "device": device,
         "glitch_check": glitch,
+        "backpressure": backpressure,
         "seconds": seconds,
         "frames_due": session.frames_due,
         "frames_captured": session.stats.captured,
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["portrait", "fomm-random"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-glitch-check", action="store_true")
+    parser.add_argument("--no-backpressure", action="store_true",
+                        help="stages work on every frame they can get, even when the next stage will replace it unseen")
     parser.add_argument("--torch-threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -104,7 +108,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for name in args.models:
-        result = run(name, args.clip, args.source, args.seconds, args.device, not args.no_glitch_check)
+        result = run(name, args.clip, args.source, args.seconds, args.device, not args.no_glitch_check,
+                     not args.no_backpressure)
         results.append(result)
         print(
             f"{name:14s} {args.device}: {result['output_fps']:5.1f} fps out, {result['frames_shown']} shown of "

@@ -208,6 +208,7 @@ class LiveSession:
         glitch_detector=None,
         glitch_log=None,
         tracker: FaceTracker | None = None,
+        backpressure: bool = True,
     ):
         if not sources:
             raise ValueError("a live session needs at least one avatar")
@@ -218,6 +219,7 @@ class LiveSession:
         self.mirror, self.overlay, self.show_stats = mirror, overlay, stats
         self.glitch_detector = glitch_detector
         self.glitch_log = glitch_log
+        self.backpressure = backpressure
         self.size = tuple(model.size)
         self.tracker = tracker or FaceTracker()
         self.crop = FollowingCrop(self.size[0])
@@ -230,6 +232,7 @@ class LiveSession:
         self.flagged = 0
         self.last_glitch = None
         self._checked_avatar = 0
+        self._followed: int | None = None  # the tracker's id of the driving face
         self.face_found = False
         self.error: BaseException | None = None
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -422,6 +425,11 @@ class LiveSession:
 
     def _stage_loop(self, name: str, source: NewestSlot, work, target: NewestSlot | None) -> None:
         while not self._stop.is_set():
+            # Backpressure: while the next stage has not taken our last frame, a new one would only
+            # replace it unseen; wait instead, and spend the CPU on the stages that need it. Frames
+            # are then dropped where it costs nothing, in the camera's slot.
+            if self.backpressure and target is not None and not target.wait_taken(POLL_S):
+                continue
             item = source.get(POLL_S)
             if item is None:
                 continue
@@ -436,8 +444,7 @@ class LiveSession:
         from fakelab.animation.landmark_warp import _same_face
 
         faces = self.tracker.update(captured.image)
-        followed = getattr(self, "_followed", None)
-        face = _same_face(faces, followed)
+        face = _same_face(faces, self._followed)
         self._followed = face.track_id if face is not None else None
         self.face_found = face is not None and face.detected
         if self._recentre.is_set() and face is not None:

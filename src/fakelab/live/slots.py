@@ -2,7 +2,9 @@
 
 A stage that is slower than the one feeding it never builds a backlog: an item
 that was not taken before the next one arrives is replaced (and counted as
-dropped), so latency stays bounded by one item per stage.
+dropped), so latency stays bounded by one item per stage. A producer that can wait
+(`wait_taken`) starts its next item only once the last one was taken, so no work
+is spent on items that would be replaced.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class NewestSlot(Generic[Item]):
             if self._full:
                 self.dropped += 1
             self._item, self._full = item, True
-            self._changed.notify()
+            self._changed.notify_all()
 
     def get(self, timeout: float) -> Item | None:
         """The newest item, waiting up to `timeout` seconds; None when there is none or the slot is closed."""
@@ -35,7 +37,13 @@ class NewestSlot(Generic[Item]):
             if not self._full:
                 return None
             item, self._item, self._full = self._item, None, False
+            self._changed.notify_all()  # a producer may be waiting for the slot to empty
             return item
+
+    def wait_taken(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until the slot is empty (or closed); True if it is."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._full or self._closed, timeout)
 
     @property
     def full(self) -> bool:
