@@ -29,7 +29,7 @@ EPOCHS = (1, 10, 20, 30, 40, 50)
 OPTIONS = dict(generator="unet_128", ngf=32, ndf=32, norm="instance", n_epochs=25, n_epochs_decay=25, seed=0)
 
 
-def stage_train(work: Path) -> None:
+def stage_train(work: Path, stop_after: int | None) -> None:
     from fakelab.pix2pix.pairs import make_pairs
     from fakelab.pix2pix.train import STATE_NAME, Pix2PixOptions, RunOptions, train
 
@@ -41,7 +41,9 @@ def stage_train(work: Path) -> None:
         pairs,
         run,
         Pix2PixOptions(**OPTIONS),
-        RunOptions(save_epoch_freq=0, save_epochs=EPOCHS, checkpoint_every=200, progress=sys.stderr.isatty()),
+        RunOptions(
+            epochs=stop_after, save_epoch_freq=0, save_epochs=EPOCHS, checkpoint_every=200, progress=sys.stderr.isatty()
+        ),
         resume=(run / STATE_NAME).exists(),
     )
     print(f"stopped at epoch {result.epoch}, step {result.step}; held-out {result.held_out}")
@@ -159,10 +161,11 @@ def main() -> None:
     parser.add_argument("stage", choices=("train", "report"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/fakelab-pix2pix-bench"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stop-after-epoch", type=int, help="train up to this epoch this time (the documented run: 30)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.stage == "train":
-        stage_train(args.work)
+        stage_train(args.work, args.stop_after_epoch)
     else:
         stage_report(args.work)
 
