@@ -120,6 +120,17 @@ def test_unet_128_instance_norm_and_spec_inference():
     assert NLayerDiscriminator(6, 4, 3, "instance")(torch.cat([x, y], 1)).shape == (1, 1, 14, 14)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_state(build_generator("unet_128", 8), generator.state_dict(), "g.pth")
+    # Files saved by PyTorch < 0.4 (the release's pretrained models): InstanceNorm with running
+    # statistics, BatchNorm without num_batches_tracked; both load as the release patches them.
+    old_instance = dict(generator.state_dict())
+    old_instance["model.model.1.model.2.running_mean"] = torch.zeros(8)
+    old_instance["model.model.1.model.2.running_var"] = torch.ones(8)
+    assert generator_spec(old_instance).norm == "instance"
+    load_state(build_generator("unet_128", 4, "instance"), old_instance, "old.pth")
+    batch = build_generator("unet_128", 4)
+    old_batch = {k: v for k, v in batch.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert generator_spec(old_batch).norm == "batch"
+    load_state(build_generator("unet_128", 4), old_batch, "old.pth")
     with pytest.raises(CheckpointError, match="not a pix2pix U-Net"):
         generator_spec(NLayerDiscriminator(6, 4).state_dict())
 

@@ -160,8 +160,7 @@ def generator_spec(state: dict[str, torch.Tensor]) -> GeneratorSpec:
     name = next((n for n, downs in GENERATORS.items() if downs == depth), None)
     if name is None:
         raise CheckpointError(f"a U-Net generator with {depth} levels is neither unet_256 (8) nor unet_128 (7)")
-    norm = "batch" if any(key.endswith("running_mean") for key in state) else "instance"
-    return GeneratorSpec(name, int(first.shape[1]), int(last.shape[1]), int(first.shape[0]), norm)
+    return GeneratorSpec(name, int(first.shape[1]), int(last.shape[1]), int(first.shape[0]), _norm_of(state))
 
 
 def discriminator_spec(state: dict[str, torch.Tensor]) -> tuple[int, int, int, str]:
@@ -170,12 +169,30 @@ def discriminator_spec(state: dict[str, torch.Tensor]) -> tuple[int, int, int, s
     if first is None or first.ndim != 4:
         raise CheckpointError("not a pix2pix PatchGAN state_dict (no model.0.weight)")
     convs = sorted(int(key.split(".")[1]) for key in state if key.endswith(".weight") and state[key].ndim == 4)
-    norm = "batch" if any(key.endswith("running_mean") for key in state) else "instance"
-    return int(first.shape[1]), int(first.shape[0]), len(convs) - 2, norm
+    return int(first.shape[1]), int(first.shape[0]), len(convs) - 2, _norm_of(state)
+
+
+def _norm_of(state: dict[str, torch.Tensor]) -> str:
+    """BatchNorm has 1-d weights; the release's InstanceNorm has none (files from old PyTorch
+    versions still carry its unused running statistics, so those do not tell)."""
+    return "batch" if any(key.endswith(".weight") and value.ndim == 1 for key, value in state.items()) else "instance"
+
+
+def _patched(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Files from PyTorch before 0.4 as the release patches them: no running statistics for
+    InstanceNorm, and BatchNorm's `num_batches_tracked` (which eval mode does not use) filled in."""
+    own = module.state_dict()
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    state = {key: value for key, value in state.items() if key in own or not key.endswith(statistics)}
+    for key, value in own.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
+    return state
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """load_state_dict strictly, with a one-line error naming the mismatch."""
+    state = _patched(module, state)
     own = module.state_dict()
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
