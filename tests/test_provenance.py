@@ -28,6 +28,7 @@ def test_payload_bits_round_trip_and_checksum():
     payload = Payload(content_id=0xDEADBEEF, version=(0, 1))
     bits = payload.to_bits()
     assert len(bits) == 64 and Payload.from_bits(bits) == payload
+    assert Payload.from_bits(bits[::-1]) is None
     flipped = bits.copy()
     flipped[20] ^= 1
     assert Payload.from_bits(flipped) is None

@@ -32,6 +32,16 @@ class ProvenanceError(FakelabError):
     """Signing or reading provenance failed for a reason the user can fix."""
 
 
+def _c2pa():
+    try:
+        import c2pa
+    except ImportError:
+        raise ProvenanceError(
+            'C2PA manifests need the c2pa-python package: pip install "fakelab[provenance]" (or pass --no-provenance)'
+        ) from None
+    return c2pa
+
+
 def config_folder() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
     return Path(base) / "fakelab" / "c2pa"
@@ -150,8 +160,7 @@ def sign_output(
     from `inputs`, each named with its SHA-256; `parameters` (model, options) and the
     watermark's `content_id` go in fakelab's own assertion.
     """
-    import c2pa
-
+    c2pa = _c2pa()
     from fakelab import __version__
 
     path = Path(path)
@@ -234,8 +243,7 @@ def _trust_settings() -> dict:
 
 def read_manifest(path: str | os.PathLike) -> ManifestReading:
     """Read and validate the C2PA manifest of `path` against the local root (and FAKELAB_C2PA_TRUST)."""
-    import c2pa
-
+    c2pa = _c2pa()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist")

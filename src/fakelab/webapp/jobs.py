@@ -99,7 +99,10 @@ class JobRunner:
             job.message = job.message or "done"
 
     def _run_step(self, job: Job, command: list[str]) -> tuple[int, str]:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The child runs this very fakelab (jobs run in their own folder, so a relative PYTHONPATH would not do).
+        package_root = str(Path(__file__).resolve().parents[2])
+        paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(paths))
         process = subprocess.Popen(
             [sys.executable, "-m", "fakelab", *command], cwd=job.folder, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,

@@ -78,9 +78,6 @@ def create_app(workdir: Path | None = None, max_upload_mb: float = DEFAULT_MAX_U
         if suffix not in allowed:
             return error(f"{name}: not a{'n' if kind[0] in 'i' else ''} {kind} file this app takes ({', '.join(sorted(allowed))})")
         limit = int(max_upload_mb * 1024 * 1024)
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > limit:
-            return error(f"{name} is {declared / 2**20:.1f} MB; uploads are limited to {max_upload_mb:g} MB")
         upload_id = uuid.uuid4().hex[:12]
         folder = workdir / "uploads" / upload_id
         folder.mkdir(parents=True)
@@ -89,15 +86,19 @@ def create_app(workdir: Path | None = None, max_upload_mb: float = DEFAULT_MAX_U
         with open(path, "wb") as handle:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
-                    handle.close()
-                    path.unlink()
-                    return error(f"{name} is larger than {max_upload_mb:g} MB, the upload limit")
-                handle.write(chunk)
+                if size <= limit:
+                    handle.write(chunk)
+                # Past the limit the rest is read and dropped, so the client gets the answer
+                # rather than a reset connection.
+        if size > limit:
+            path.unlink()
+            folder.rmdir()
+            return error(f"{name} is {size / 2**20:.1f} MB; uploads are limited to {max_upload_mb:g} MB")
         try:
             described = check_upload(path, kind)
         except FakelabError as problem:
             path.unlink(missing_ok=True)
+            folder.rmdir()
             return error(str(problem).replace(str(path), name))
         uploads[upload_id] = {"path": path, "kind": kind, "name": name}
         return {"id": upload_id, "name": name, "description": described, "url": f"/uploads/{upload_id}/{path.name}"}

@@ -1,0 +1,183 @@
+"""The web app: its HTTP API (uploads checked and capped, jobs, files) and an end-to-end run in
+Debian's Chromium driven by Playwright (demo animation plays, Detect calls it fakelab's and plots
+the detector's timeline, a bad upload shows one message, Stress/Live say they are not built)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
+
+def wait_for_job(page, prefix: str) -> None:
+    """Wait until the tab's job ends; a failure shows the page's message."""
+    import re as _re
+
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"#{prefix}-status")).to_contain_text(_re.compile("done|failed|cancelled"), timeout=600_000)
+    status, message = page.locator(f"#{prefix}-status").inner_text(), page.locator(f"#{prefix}-message").inner_text()
+    assert status.startswith("done"), f"{prefix} job: {status}: {message}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fakelab", "serve", "--port", str(port), "--workdir", str(workdir), "--max-upload-mb", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None:
+                pytest.fail(f"fakelab serve exited: {process.stderr.read()}")
+            time.sleep(0.3)
+    yield url, workdir
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def post(url: str, data: bytes, content_type: str = "application/octet-stream") -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_uploads_are_checked_and_capped(server, media):
+    url, workdir = server
+    status, answer = post(f"{url}/api/upload?name=clip.mp4&kind=video", b"this is not a video")
+    assert status == 400 and answer["error"] == "clip.mp4 is not a readable video (Invalid data found when processing input)"
+    status, answer = post(f"{url}/api/upload?name=notes.txt&kind=video", b"x")
+    assert status == 400 and "not a video file this app takes" in answer["error"]
+    status, answer = post(f"{url}/api/upload?name=big.mp4&kind=video", b"0" * (21 * 2**20))
+    assert status == 400 and "limited to 20 MB" in answer["error"]
+    status, answer = post(f"{url}/api/upload?name=d18.mp4&kind=video", (media / "d18.mp4").read_bytes())
+    assert status == 200 and answer["description"] == "video 480x480, 216 frames at 30 fps with audio"
+    # Refused uploads leave nothing behind; the good one is kept.
+    assert [path.name for path in (workdir / "uploads").rglob("*") if path.is_file()] == ["d18.mp4"]
+
+
+def test_a_job_without_inputs_is_one_message_and_unknown_tabs_are_not_built(server):
+    url, _ = server
+    status, answer = post(f"{url}/api/jobs/animate", b"{}", "application/json")
+    assert status == 400 and answer == {"error": "choose a portrait first"}
+    status, answer = post(f"{url}/api/jobs/stress", b"{}", "application/json")
+    assert status == 404 and "not available in this build" in answer["error"]
+
+
+def test_serve_bad_options_and_public_host_warning():
+    result = subprocess.run([sys.executable, "-m", "fakelab", "serve", "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.strip() == "fakelab serve: error: --port must be between 1 and 65535, got 0"
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "fakelab", "serve", "--host", "0.0.0.0", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        assert line.startswith("warning: serving on 0.0.0.0: anyone who can reach this machine")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def detector_checkpoint(tmp_path_factory) -> Path:
+    from fakelab.detection.checkpoint import save_detector
+    from fakelab.detection.efficientnet import efficientnet_lite0
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("detector") / "lite0.safetensors"
+    save_detector(efficientnet_lite0(), path)
+    return path
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
+def test_browser_end_to_end(server, detector_checkpoint, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, workdir = server
+    shots = Path(os.environ.get("FAKELAB_WEBAPP_SCREENSHOTS") or tmp_path)
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(url)
+
+        # Animate the demo portrait with the demo driving clip; the result plays beside the inputs.
+        page.click("#animate-demo")
+        expect(page.locator("#animate-driving-desc")).to_have_text("video 256x256, 75 frames at 25 fps", timeout=120_000)
+        page.click("#animate-run")
+        wait_for_job(page, "animate")
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#animate-result'); return v.currentTime > 0.2 && !v.paused && v.videoWidth === 256; }",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(shots / "webapp-animate.png"))
+
+        # Detect on the result: provenance says fakelab's, the detector's timeline is plotted.
+        page.click("#animate-to-detect")
+        page.set_input_files("#detect-checkpoint-file", str(detector_checkpoint))
+        expect(page.locator("#detect-checkpoint-desc")).to_contain_text("checkpoint")
+        page.click("#detect-run")
+        wait_for_job(page, "detect")
+        expect(page.locator("#detect-verdict")).to_have_text("made by fakelab")
+        expect(page.locator("#detect-provenance")).to_contain_text("C2PA: valid (Trusted), signed by fakelab signer")
+        expect(page.locator("#detect-score")).to_contain_text("Detector (efficientnet-lite0)")
+        page.wait_for_function("() => document.querySelector('#detect-plot').naturalWidth === 600")
+        page.screenshot(path=str(shots / "webapp-detect.png"), full_page=True)
+
+        # A bad upload: one clear message in the page, no traceback.
+        bad = tmp_path / "broken.mp4"
+        bad.write_bytes(b"not really a video")
+        page.set_input_files("#detect-file", str(bad))
+        expect(page.locator("#detect-message")).to_have_text("broken.mp4 is not a readable video (Invalid data found when processing input)")
+        assert "Traceback" not in page.content()
+
+        # Attack the animation (one frame, to stay quick): before/after and the re-encoding table.
+        page.click("nav button[data-tab=attack]")
+        animated = next(workdir.glob("jobs/*/animated.mp4"))
+        page.set_input_files("#attack-file", str(animated))
+        page.set_input_files("#attack-checkpoint-file", str(detector_checkpoint))
+        page.fill("#attack-frames", "1")
+        expect(page.locator("#attack-checkpoint-desc")).to_contain_text("checkpoint")
+        page.click("#attack-run")
+        wait_for_job(page, "attack")
+        expect(page.locator("#attack-report")).to_contain_text("CRF 40")
+        page.screenshot(path=str(shots / "webapp-attack.png"), full_page=True)
+
+        for tab in ("stress", "live"):
+            page.click(f"nav button[data-tab={tab}]")
+            expect(page.locator(f"#{tab}-message")).to_contain_text("not available in this build")
+        page.screenshot(path=str(shots / "webapp-live.png"))
+        browser.close()
+    # Nothing was fetched from anywhere but the app itself.
+    assert requests and all(request.startswith(url) for request in requests), [r for r in requests if not r.startswith(url)]
