@@ -357,8 +357,9 @@ def choose_plan(
     log: Callable[[str], None] = lambda message: None,
 ) -> RenderPlan:
     """The plan to run: overrides (arguments, then environment), else calibrated (cached)."""
-    requested = {**environment_overrides(), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    if requested.get("backend") == "auto":
+    given = {k: v for k, v in (overrides or {}).items() if v is not None and not (k == "backend" and v == "auto")}
+    requested = {**environment_overrides(), **given}
+    if requested.get("backend") == "auto":  # FAKELAB_BACKEND=auto
         del requested["backend"]
     precision = requested.get("precision", "fp32")
     if "backend" in requested:  # a named backend runs as told: nothing to measure

@@ -145,6 +145,7 @@ class TorchBackend:
         self.channels_last = channels_last
         self.precision = precision
         self.run_graph = self.renderer
+        self.graphs = compile and self.device.type == "cuda"
         if compile:
             # On CUDA "reduce-overhead" records CUDA graphs of the per-frame render (untested here: no GPU).
             mode = "reduce-overhead" if self.device.type == "cuda" else None
@@ -163,7 +164,8 @@ class TorchBackend:
             driving = driving.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             out = self.run_graph(driving, *state.ordered(self.renderer.names))
-        return out.float()
+        # CUDA graphs reuse their output memory on the next call: hand out a copy.
+        return out.float().clone() if self.graphs else out.float()
 
 
 def export_onnx(networks: FommNetworks, motion: MotionTransfer, path: Path) -> Path:
