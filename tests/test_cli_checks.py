@@ -164,3 +164,14 @@ def test_tensor_checks():
 
 def test_finite_json_replaces_nan_and_infinity():
     assert finite_json({"a": [1.0, float("nan")], "b": float("inf"), "c": "x"}) == {"a": [1.0, None], "b": None, "c": "x"}
+
+
+def test_detector_nan_scores_are_refused_not_reported_as_real(monkeypatch, tmp_path):
+    import numpy as np
+
+    from fakelab.detection import pipeline
+
+    monkeypatch.setattr(pipeline, "score_frames", lambda detector, crops: np.array([0.3, float("nan")]))
+    faces = type("Faces", (), {"crops": [None, None], "source": tmp_path / "clip.mp4"})()
+    with pytest.raises(InputError, match="non-finite scores on .*clip.mp4"):
+        pipeline.score_faces(type("Detector", (), {"arch": "x"})(), faces)

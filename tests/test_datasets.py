@@ -183,3 +183,35 @@ def test_dataset_prepare_crops_faces_into_clips(media, tmp_path, capsys):
     # With other options it refuses rather than mixing two kinds of clips.
     assert cli(["dataset", "prepare", str(media / "d0.mp4"), "-o", str(out), "--size", "32"]) == 1
     assert "other options" in capsys.readouterr().err
+
+
+def test_dataset_prepare_skips_a_bad_video_and_resumes_after_an_interruption(media, tmp_path, capsys, monkeypatch):
+    import fakelab.datasets.prepare as prepare
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    out = tmp_path / "ds"
+    args = ["-o", str(out), "--size", "32", "--no-face-crop", "--min-frames", "4", "--split", "train"]
+    # The first run is stopped while it writes the second video's clip.
+    original, calls = prepare._write_segments, []
+
+    def interrupted_on_second_video(*arguments):
+        calls.append(arguments[2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*arguments)
+
+    monkeypatch.setattr(prepare, "_write_segments", interrupted_on_second_video)
+    assert cli(["dataset", "prepare", str(media / "d0.mp4"), str(broken), str(media / "d12.mp4"), *args]) == 130
+    assert [clip.name for clip in (out / "train").iterdir()] == ["d0#000"]
+    monkeypatch.setattr(prepare, "_write_segments", original)
+    capsys.readouterr()
+    # Run again: d0 is not redone, the broken video stays skipped with its reason, d12 is written.
+    stamp = (out / "train" / "d0#000").stat().st_mtime_ns
+    assert cli(["dataset", "prepare", str(media / "d0.mp4"), str(broken), str(media / "d12.mp4"), *args]) == 0
+    printed = capsys.readouterr().out
+    assert "d0.mp4: 1 clip(s) in train/ (prepared by an earlier run)" in printed
+    assert "broken.mp4: skipped by an earlier run (" in printed and "not a readable video" in printed
+    assert "d12.mp4: 1 clip(s) in train/" in printed
+    assert sorted(clip.name for clip in (out / "train").iterdir()) == ["d0#000", "d12#000"]
+    assert (out / "train" / "d0#000").stat().st_mtime_ns == stamp
