@@ -227,17 +227,10 @@ def run_detection_sweep(
     )
     sweep = DetectionSweep(getattr(scorer, "name", "scorer"), threshold, failures=failures)
     cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
-    pending = [cell for cell in cells if store.load(*cell) is None]
-    log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(clips)} clips")
-    steps = ((cell, clip) for cell in pending for clip in clips)
-    steps = progress(steps, len(pending) * len(clips)) if progress else steps
-    results: dict[tuple[str, int], list[dict]] = {cell: [] for cell in pending}
-    for (name, level), clip in steps:
-        results[(name, level)].append(_score_clip(scorer, clip, name, level, store))
-        if len(results[(name, level)]) == len(clips):
-            store.save(name, level, {"results": results.pop((name, level))})
-    for cell in cells:
-        sweep.cells[cell] = store.load(*cell)
+    log(f"{len(cells)} cells ({len(cells) - len(store.pending(cells))} already done), {len(clips)} clips")
+    sweep.cells = store.fill(
+        cells, clips, lambda name, level, clip: _score_clip(scorer, clip, name, level, store), progress
+    )
     unusable = [r["file"] for r in sweep.clean()["results"] if r["score"] is None]
     if unusable:
         # A clip the detector cannot score unperturbed says nothing about perturbations.
