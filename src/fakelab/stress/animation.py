@@ -272,7 +272,7 @@ def run_animation_sweep(
     )
     sweep = AnimationSweep(model_name, GLITCH_DETECTOR, failures=failures)
     cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
-    pending = [cell for cell in cells if store.load(*cell) is None]
+    pending = store.pending(cells)
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(pairs)} pairs, model {model_name}")
     usable = []
     for pair in pairs:
@@ -287,15 +287,9 @@ def run_animation_sweep(
         usable.append(pair)
     if not usable:
         raise InputError("the model could not animate any pair unperturbed: " + "; ".join(f["error"] for f in sweep.failures))
-    steps = ((cell, pair) for cell in pending for pair in usable)
-    steps = progress(steps, len(pending) * len(usable)) if progress else steps
-    results: dict[tuple[str, int], list[dict]] = {cell: [] for cell in pending}
-    for (name, level), pair in steps:
-        results[(name, level)].append(_run_pair(animator, pair, name, level, store))
-        if len(results[(name, level)]) == len(usable):
-            store.save(name, level, {"results": results.pop((name, level))})
-    for cell in cells:
-        sweep.cells[cell] = store.load(*cell)
+    sweep.cells = store.fill(
+        cells, usable, lambda name, level, pair: _run_pair(animator, pair, name, level, store), progress
+    )
     return sweep
 
 

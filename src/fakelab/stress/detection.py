@@ -227,17 +227,10 @@ def run_detection_sweep(
     )
     sweep = DetectionSweep(getattr(scorer, "name", "scorer"), threshold, failures=failures)
     cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
-    pending = [cell for cell in cells if store.load(*cell) is None]
-    log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(clips)} clips")
-    steps = ((cell, clip) for cell in pending for clip in clips)
-    steps = progress(steps, len(pending) * len(clips)) if progress else steps
-    results: dict[tuple[str, int], list[dict]] = {cell: [] for cell in pending}
-    for (name, level), clip in steps:
-        results[(name, level)].append(_score_clip(scorer, clip, name, level, store))
-        if len(results[(name, level)]) == len(clips):
-            store.save(name, level, {"results": results.pop((name, level))})
-    for cell in cells:
-        sweep.cells[cell] = store.load(*cell)
+    log(f"{len(cells)} cells ({len(cells) - len(store.pending(cells))} already done), {len(clips)} clips")
+    sweep.cells = store.fill(
+        cells, clips, lambda name, level, clip: _score_clip(scorer, clip, name, level, store), progress
+    )
     unusable = [r["file"] for r in sweep.clean()["results"] if r["score"] is None]
     if unusable:
         # A clip the detector cannot score unperturbed says nothing about perturbations.
@@ -348,8 +341,8 @@ def write_detection_report(sweep: DetectionSweep, folder: PathLike) -> dict[str,
     markdown += report.failures_markdown(sweep.failures)
     paths["table"] = report.write_text(folder / "table.md", markdown)
     auc_png = report.curves_png(_series(sweep, "auc"), "level (0 = unperturbed)", "video-level AUC", "AUC under each perturbation", (0.0, 1.02))
-    fake_png = report.curves_png(_series(sweep, "mean_fake"), "level (0 = unperturbed)", "mean P(fake) of fake clips", "Fake score under each perturbation", (0.0, 1.0))
-    real_png = report.curves_png(_series(sweep, "mean_real"), "level (0 = unperturbed)", "mean P(fake) of real clips", "Real clips' score under each perturbation", (0.0, 1.0))
+    fake_png = report.curves_png(_series(sweep, "mean_fake"), "level (0 = unperturbed)", "mean P(fake) of fake clips", "Fake clips' score under each perturbation")
+    real_png = report.curves_png(_series(sweep, "mean_real"), "level (0 = unperturbed)", "mean P(fake) of real clips", "Real clips' score under each perturbation")
     paths["auc_png"] = report.write_bytes(folder / "auc.png", auc_png)
     paths["fake_png"] = report.write_bytes(folder / "fake_score.png", fake_png)
     paths["real_png"] = report.write_bytes(folder / "real_score.png", real_png)

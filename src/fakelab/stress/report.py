@@ -18,6 +18,11 @@ from fakelab.atomic import atomic_output
 from fakelab.detection.plots import _figure, _png
 
 PathLike = str | os.PathLike
+# matplotlib's tab20 without its pale halves first: 10 strong colours, then the 10 light ones.
+_TAB20 = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+]
 Series = Mapping[str, tuple[Sequence[float], Sequence[float | None]]]
 
 _STYLE = """
@@ -58,10 +63,14 @@ def curves_png(series: Series, x_label: str, y_label: str, title: str, y_range: 
     """One line per series, `name -> (x values, y values)`; None values are gaps."""
     figure = _figure(8.0, 4.6)
     axes = figure.add_subplot()
+    # 20 distinct colours, then dashes: a sweep has up to 17 perturbations.
     styles = ["-", "--", "-.", ":"]
     for k, (name, (xs, ys)) in enumerate(series.items()):
         ys = [math.nan if y is None else y for y in ys]
-        axes.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.5, linestyle=styles[(k // 10) % 4], label=name)
+        axes.plot(
+            xs, ys, marker="os^D"[(k // 10) % 4], markersize=3.5, linewidth=1.5,
+            linestyle=styles[(k // 10) % 4], color=_TAB20[k % 20], label=name,
+        )
     if y_range:
         axes.set_ylim(*y_range)
     axes.set_xlabel(x_label)

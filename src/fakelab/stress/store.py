@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -63,6 +64,28 @@ class CellStore:
     def save(self, name: str, level: int, cell: dict) -> None:
         with atomic_output(self._path(name, level)) as tmp:
             tmp.write_text(json.dumps(cell, indent=1) + "\n")
+
+    def pending(self, cells: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        return [cell for cell in cells if self.load(*cell) is None]
+
+    def fill(
+        self,
+        cells: Sequence[tuple[str, int]],
+        units: Sequence,
+        compute: Callable[[str, int, object], dict],
+        progress: Callable[[Iterable, int], Iterable] | None = None,
+    ) -> dict[tuple[str, int], dict]:
+        """Compute each pending cell unit by unit (`compute(name, level, unit)` gives one
+        record), store it when its last unit is done, and return every cell as stored."""
+        pending = self.pending(cells)
+        steps = ((cell, unit) for cell in pending for unit in units)
+        steps = progress(steps, len(pending) * len(units)) if progress else steps
+        records: dict[tuple[str, int], list[dict]] = {cell: [] for cell in pending}
+        for (name, level), unit in steps:
+            records[(name, level)].append(compute(name, level, unit))
+            if len(records[(name, level)]) == len(units):
+                self.save(name, level, {"results": records.pop((name, level))})
+        return {cell: self.load(*cell) for cell in cells}
 
     def example_path(self, name: str, level: int) -> Path:
         return self.examples / f"{name}-{level}.png"
