@@ -381,13 +381,13 @@ class LiveSession:
             thread.join(max(0.0, deadline - time.perf_counter()))
         # The sinks are closed only once the output stage no longer writes to them.
         self._threads[-1].join() if self._threads else None
-        self.stopped_in = time.perf_counter() - self.stop_requested_at
         errors = []
         for closable in [*self.sinks, self.camera]:
             try:
                 closable.close()
             except Exception as error:  # close every output even when one fails
                 errors.append(error)
+        self.stopped_in = time.perf_counter() - self.stop_requested_at  # threads stopped, outputs closed
         if self.error is None and errors:
             self.error = errors[0]
         # A stage inside a long model call (FOMM on a CPU) ends when the call returns; wait for

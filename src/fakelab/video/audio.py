@@ -62,8 +62,9 @@ class AudioTrack:
                 return
             self._encode(self._resampler.resample(frame))
 
-    def finish(self) -> None:
-        self.write_until(math.inf)
+    def finish(self, until: float = math.inf) -> None:
+        """Write the audio up to `until` seconds (by default all of it) and close the track."""
+        self.write_until(until)
         self._encode(self._resampler.resample(None))
         if self._samples_written == 0:
             raise InputError(f"{self._source_path} has no decodable audio")

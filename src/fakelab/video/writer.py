@@ -32,10 +32,19 @@ class VideoWriter:
     repeating their last column or row, so the file is one pixel larger there.
     `lossless` writes H.264 in RGB at qp 0 (libx264rgb) instead, any size, which decodes
     to exactly the frames written; few players show it.
+    `live` is for recording as frames arrive: x264's veryfast preset with no look-ahead
+    (each frame is encoded at once, so closing is instant and the encoder keeps pace),
+    and the audio ends where the video does.
     """
 
     def __init__(
-        self, path: PathLike, fps: float, audio: PathLike | None = None, crf: int = 18, lossless: bool = False
+        self,
+        path: PathLike,
+        fps: float,
+        audio: PathLike | None = None,
+        crf: int = 18,
+        lossless: bool = False,
+        live: bool = False,
     ):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -48,6 +57,7 @@ class VideoWriter:
         if lossless and self._is_gif:
             raise InputError(f"{path} is a GIF, which cannot be lossless: use .mkv")
         self._lossless = lossless
+        self._live = live
         if audio is not None:
             if self._is_gif:
                 raise InputError(f"{path} is a GIF, which cannot carry the audio of {audio}")
@@ -126,9 +136,10 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264rgb", rate=self._rate, options={"qp": "0"})
             self._stream.pix_fmt = "rgb24"
         else:
-            self._stream = self._container.add_stream(
-                "libx264", rate=self._rate, options={"crf": str(self._crf)}
-            )
+            options = {"crf": str(self._crf)}
+            if self._live:
+                options.update(preset="veryfast", tune="zerolatency")
+            self._stream = self._container.add_stream("libx264", rate=self._rate, options=options)
             self._stream.pix_fmt = "yuv420p"
             width, height = width + width % 2, height + height % 2
             context = self._stream.codec_context
@@ -159,7 +170,7 @@ class VideoWriter:
             raise ValueError(f"no frames were written to {self.path}")
         self._container.mux(self._stream.encode(None))
         if self._audio is not None:
-            self._audio.finish()
+            self._audio.finish(self._next_index / self._rate if self._live else math.inf)
         self._container.close()
         self._container = None
 
