@@ -317,7 +317,8 @@ def test_ctrl_c_stops_every_thread_within_a_second_and_closes_the_recording(medi
     assert process.returncode == 0, err
     stopped_ms = float(re.search(r"stopped in (\d+) ms", out).group(1))
     assert stopped_ms < 1000, out  # every stage thread joined, outputs closed
-    assert exited < 5, f"the process took {exited:.1f} s to exit"
+    # The interpreter's own teardown (torch, dlib) follows; it takes seconds on a loaded machine.
+    assert exited < 15, f"the process took {exited:.1f} s to exit"
     shown = int(re.search(r"showed (\d+) frames", out).group(1))
     assert probe_video(output).frame_count == shown >= 10
     assert "Traceback" not in err
