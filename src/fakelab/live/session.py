@@ -149,7 +149,8 @@ class LiveStats:
 
     def stage_ms(self, cpu: bool = False) -> dict[str, float]:
         """Median work time of each stage over its last frames, in ms: wall-clock time, or with
-        `cpu` the CPU time of the stage's thread, which other jobs on the machine hardly change."""
+        `cpu` the CPU time of the stage's own thread (work handed to OpenCV's or torch's thread
+        pools is not in it), which other jobs on the machine hardly change."""
         table = self.stage_cpu_seconds if cpu else self.stage_seconds
         return {name: round(1000 * float(np.median(list(times))), 1) for name, times in table.items() if times}
 
