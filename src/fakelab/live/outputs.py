@@ -33,7 +33,7 @@ class Recorder:
 
     def __init__(self, path: str | Path, fps: float, audio: Path | None = None):
         self.path = Path(path)
-        self._writer = VideoWriter(self.path, fps, audio=audio)
+        self._writer = VideoWriter(self.path, fps, audio=audio, live=True)
         self._writer.__enter__()
         self._first_index: int | None = None
         self.audio = audio

@@ -149,7 +149,8 @@ class LiveStats:
 
     def stage_ms(self, cpu: bool = False) -> dict[str, float]:
         """Median work time of each stage over its last frames, in ms: wall-clock time, or with
-        `cpu` the CPU time of the stage's thread, which other jobs on the machine hardly change."""
+        `cpu` the CPU time of the stage's own thread (work handed to OpenCV's or torch's thread
+        pools is not in it), which other jobs on the machine hardly change."""
         table = self.stage_cpu_seconds if cpu else self.stage_seconds
         return {name: round(1000 * float(np.median(list(times))), 1) for name, times in table.items() if times}
 
@@ -381,13 +382,13 @@ class LiveSession:
             thread.join(max(0.0, deadline - time.perf_counter()))
         # The sinks are closed only once the output stage no longer writes to them.
         self._threads[-1].join() if self._threads else None
-        self.stopped_in = time.perf_counter() - self.stop_requested_at
         errors = []
         for closable in [*self.sinks, self.camera]:
             try:
                 closable.close()
             except Exception as error:  # close every output even when one fails
                 errors.append(error)
+        self.stopped_in = time.perf_counter() - self.stop_requested_at  # threads stopped, outputs closed
         if self.error is None and errors:
             self.error = errors[0]
         # A stage inside a long model call (FOMM on a CPU) ends when the call returns; wait for

@@ -34,6 +34,9 @@ class VideoWriter:
     `lossless` writes H.264 in RGB at qp 0 (libx264rgb) instead, any size, which decodes
     to exactly the frames written; few players show it. `bitrate` (bits per second)
     encodes H.264 at that average rate instead of at constant quality `crf`.
+    `live` is for recording as frames arrive: x264's veryfast preset with no look-ahead
+    (each frame is encoded at once, so closing is instant and the encoder keeps pace),
+    and the audio ends where the video does.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class VideoWriter:
         lossless: bool = False,
         full_audio: bool = False,
         bitrate: int | None = None,
+        live: bool = False,
     ):
         self._full_audio = full_audio
         self.path = Path(path)
@@ -61,6 +65,7 @@ class VideoWriter:
         if bitrate is not None and not bitrate > 0:
             raise ValueError(f"bitrate must be a positive number of bits per second, got {bitrate}")
         self._bitrate = bitrate
+        self._live = live
         if audio is not None:
             if self._is_gif:
                 raise InputError(f"{path} is a GIF, which cannot carry the audio of {audio}")
@@ -145,6 +150,8 @@ class VideoWriter:
             self._stream.pix_fmt = "rgb24"
         else:
             options = {} if self._bitrate else {"crf": str(self._crf)}
+            if self._live:
+                options.update(preset="veryfast", tune="zerolatency")
             self._stream = self._container.add_stream("libx264", rate=self._rate, options=options)
             if self._bitrate:
                 self._stream.bit_rate = int(self._bitrate)
@@ -178,7 +185,11 @@ class VideoWriter:
             raise ValueError(f"no frames were written to {self.path}")
         self._container.mux(self._stream.encode(None))
         if self._audio is not None:
-            self._audio.finish(None if self._full_audio else float(self._frames_written / self._rate))
+            if self._full_audio:
+                seconds = None
+            else:  # a live recording's frames keep their arrival times, so its length is the last index
+                seconds = (self._next_index if self._live else self._frames_written) / self._rate
+            self._audio.finish(seconds)
         self._container.close()
         self._container = None
 
