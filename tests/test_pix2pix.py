@@ -202,19 +202,30 @@ def test_landmark_sketch_draws_each_part_in_its_colour():
 
 
 def test_pairs_from_a_video(media, tmp_path):
-    result = make_pairs([media / "d0.mp4"], tmp_path / "pairs", "landmarks", size=64, test_fraction=0.25, every=2)
-    assert (result.train, result.test, result.skipped) == (29, 10, 0)  # 78 frames, every 2nd, last quarter held out
+    clip = tmp_path / "d0.mp4"  # the first 24 frames of d0 at 256 px: enough to follow the face
+    with VideoWriter(clip, 25, lossless=True) as writer:
+        for _, frame in zip(range(24), iter_frames(media / "d0.mp4", size=(256, 256))):
+            writer.write(frame)
+    result = make_pairs([clip], tmp_path / "pairs", "landmarks", size=64, test_fraction=0.25, every=2)
+    assert (result.train, result.test, result.skipped) == (9, 3, 0)  # every 2nd frame, the last quarter held out
     names = sorted(p.name for p in (tmp_path / "pairs" / "test").iterdir())
-    assert names[0] == "d0_00058.png"
+    assert names == ["d0_00018.png", "d0_00020.png", "d0_00022.png"]
     pairs = PairedImages(tmp_path / "pairs", "train", 64)
     sketch, crop = pairs.images(0)
     assert sketch.shape == crop.shape == (64, 64, 3)
     assert (sketch.sum(axis=2) > 0).mean() < 0.2 and crop.std() > 10
-    edges = make_pairs([media / "d0.mp4"], tmp_path / "edges", "edges", size=64, test_fraction=0, every=20)
-    assert (edges.train, edges.test) == (4, 0)
+    # The sketch is drawn where the face is: the crop's own landmarks fall on its lines.
+    from fakelab.faces import largest_face
+
+    landmarks = largest_face(crop, "the crop")
+    lit = sketch.sum(axis=2) > 0
+    on_lines = [lit[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].any() for x, y in np.round(landmarks).astype(int)]
+    assert np.mean(on_lines) > 0.8
+    edges = make_pairs([clip], tmp_path / "edges", "edges", size=64, test_fraction=0, every=20)
+    assert (edges.train, edges.test) == (2, 0)
     assert crop_landmarks(np.array([[15.0, 25.0]]), (10, 20, 30, 40), 64).tolist() == [[16.0, 16.0]]
     with pytest.raises(InputError, match="not an empty folder"):
-        make_pairs([media / "d0.mp4"], tmp_path / "pairs")
+        make_pairs([clip], tmp_path / "pairs")
 
 
 # --- training ---------------------------------------------------------------------------------

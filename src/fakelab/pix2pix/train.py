@@ -110,7 +110,7 @@ class RunOptions:
     save_epochs: tuple[int, ...] = ()  # and at these epochs
     log_every: int = 10
     samples: int = 4  # rows on the per-epoch HTML page
-    eval_limit: int | None = None  # held-out pairs to score per epoch (default: all)
+    eval_limit: int | None = 50  # held-out pairs to score per epoch (None: all)
     device: str = "auto"
     precision: str = "auto"
     progress: bool = True
