@@ -178,6 +178,9 @@ def test_bad_ray_input_is_one_line(checkpoint, clips, tmp_path, capsys):
     assert code != 0 and "scans folders" in err
     assert ledger.read_bytes() == before
     assert not (tmp_path / "r.html").exists()
+    code = main(["dataset", "prepare", str(clips / "clip-000.mp4"), "-o", str(tmp_path / "data"), "--ray", "--ray-cpus", "0"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--ray-cpus must be at least 1" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.jsonl"]
 
 
