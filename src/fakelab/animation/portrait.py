@@ -4,7 +4,8 @@ Averbuch-Elor et al., "Bringing Portraits to Life" (SIGGRAPH Asia 2017).
 Per driving frame, from dlib's 68 landmarks:
 
 1. Motion without identity: the driving head pose (a similarity fitted on the
-   nose and eye corners, which expressions hardly move) is taken out of the
+   jaw outline near the ears, the nose bridge and the eye corners, which
+   expressions hardly move) is taken out of the
    driving landmarks; what is left, minus the neutral (first) frame, is the
    expression. Expression offsets are carried into the source's frame and size;
    eyelids move by the driving eye's relative opening, so a blink closes the
@@ -13,8 +14,9 @@ Per driving frame, from dlib's 68 landmarks:
    exactly.
 2. One smooth dense backward warp at the source's native resolution: the head
    pose (clamped) moves the whole head, hair and neck with it, fading into a
-   still background; the expression is a Gaussian radial-basis field through the
-   landmarks (centred at their targets, so an opening mouth is well posed). Both
+   still background; the expression is a thin-plate spline through the landmarks
+   (centred at their targets, so an opening mouth is well posed; a Gaussian RBF
+   field was tried first and oscillated between close landmarks). Both
    are evaluated on a coarse grid, upsampled and applied with one `cv2.remap`.
    The field is zero where the head's weight is zero, so the frame outside the
    head is the source's own pixels: there is no paste-back seam to hide.
@@ -57,7 +59,6 @@ LIPS = np.arange(48, 68)
 OUTER_LIPS = np.arange(48, 60)
 INNER_LIPS = np.arange(60, 68)
 MOUTH_CORNERS = (48, 54)
-BROW_CENTRE, CHIN = 27, 8
 # Driving landmarks this close (pixels) to the neutral frame's are the neutral frame.
 NEUTRAL_TOLERANCE = 0.5
 
@@ -416,13 +417,11 @@ class PreparedPortrait:
             )
         found = self._driving_landmarks(driving_frame, landmarks)
         self.frames_seen += 1
-        if found is None:
+        if found is None:  # no face: hold the last pose
             if self._neutral is None or self._last_raw is None:
                 return self.source.copy()
             found = self._last_raw
-            raw = found
-        else:
-            raw = found
+        raw = found
         if self._neutral is None:
             self._calibrate(driving_frame, found)
             self.neutral_frame = self.frames_seen - 1
@@ -436,7 +435,6 @@ class PreparedPortrait:
             return self.source.copy()
         smoothed = self._filtered(found)
         moved, head, target = self.targets(smoothed, smooth_pose=True)
-        self._last_target = target
         gaze = self._gaze_shift(driving_frame, raw, target) if self.options.gaze else None
         fill = self.options.mouth_fill and self._mouth_alpha(target) > 0
         if np.abs(target - self.landmarks).max() < 0.05 and gaze is None and not fill:
