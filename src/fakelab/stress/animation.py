@@ -253,6 +253,7 @@ def run_animation_sweep(
     from fakelab.metrics.faces import read_faces
 
     size = tuple(animator.size)
+    log(f"reading {len(driving)} driving videos and {len(sources)} sources")
     pairs, failures = load_pairs(sources, driving, size, max_frames, seed)
     for failure in failures:
         log(f"skipped {failure['file']}: {failure['error']}")

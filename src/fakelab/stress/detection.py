@@ -209,6 +209,7 @@ def run_detection_sweep(
 
     `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
     `perturbations` x `levels` when given."""
+    log(f"reading {len(real)} real and {len(fake)} fake clips")
     clips, failures = load_clips(real, fake, max_frames, seed)
     for failure in failures:
         log(f"skipped {failure['file']}: {failure['error']}")
