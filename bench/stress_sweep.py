@@ -25,7 +25,7 @@ checkpoint (random weights: plumbing only) on d11 under bitrate and the hand.
 Every sweep is resumable (a finished cell is not recomputed). Writes into --work and,
 with --docs, copies the figures and tables to docs/stress/.
 
-    python bench/stress_sweep.py detection [--detector-work /tmp/fakelab-stress/detector]
+    python bench/stress_sweep.py detection --max-frames 8 [--detector-work /tmp/fakelab-stress/detector]
     python bench/stress_sweep.py animation
     python bench/stress_sweep.py sheet      # the contact sheet of every perturbation
 """
