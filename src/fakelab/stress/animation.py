@@ -272,7 +272,7 @@ def run_animation_sweep(
         restart,
     )
     sweep = AnimationSweep(model_name, GLITCH_DETECTOR, failures=failures)
-    cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
+    cells = sweep_cells(perturbations, levels, cells)
     pending = store.pending(cells)
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(pairs)} pairs, model {model_name}")
     usable = []
