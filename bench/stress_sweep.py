@@ -28,7 +28,8 @@ with --docs, copies the figures and tables to docs/stress/.
     python bench/detector_experiment.py --work /tmp/fakelab-stress/detector   # its data (stop it after "data ready")
     python bench/stress_sweep.py detector                                       # the quick Lite0
     python bench/stress_sweep.py detection --max-frames 8 [--detector-work /tmp/fakelab-stress/detector]
-    python bench/stress_sweep.py animation
+    python bench/stress_sweep.py animation --only-run landmark-warp-self landmark-warp-pose fomm-tiny-vox-self
+    python bench/stress_sweep.py animation --only-run landmark-warp-bitrate --max-frames 24
     python bench/stress_sweep.py sheet      # the contact sheet of every perturbation
 """
 
@@ -161,6 +162,15 @@ def animation(args) -> None:
             [],
             driving,
             {"bitrate": [1, 3, 5], "hand": [1, 3, 5], "object": [1, 3, 5], "eyes-closed": [5], "low-light": [5], "rotation": [3, 5]},
+        ),
+        (
+            # The bitrate question on more data: d11 and d18, run with --max-frames 24.
+            "landmark-warp-bitrate",
+            warp,
+            "landmark-warp",
+            [],
+            [MEDIA / "d11.mp4", MEDIA / "d18.mp4"],
+            {"bitrate": [1, 3, 5]},
         ),
         (
             "landmark-warp-pose",
