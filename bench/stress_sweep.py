@@ -25,8 +25,11 @@ checkpoint (random weights: plumbing only) on d11 under bitrate and the hand.
 Every sweep is resumable (a finished cell is not recomputed). Writes into --work and,
 with --docs, copies the figures and tables to docs/stress/.
 
-    python bench/stress_sweep.py detection [--detector-work /tmp/fakelab-stress/detector]
-    python bench/stress_sweep.py animation
+    python bench/detector_experiment.py --work /tmp/fakelab-stress/detector   # its data (stop it after "data ready")
+    python bench/stress_sweep.py detector                                       # the quick Lite0
+    python bench/stress_sweep.py detection --max-frames 8 [--detector-work /tmp/fakelab-stress/detector]
+    python bench/stress_sweep.py animation --only-run landmark-warp-self landmark-warp-pose fomm-tiny-vox-self
+    python bench/stress_sweep.py animation --only-run landmark-warp-bitrate --max-frames 24
     python bench/stress_sweep.py sheet      # the contact sheet of every perturbation
 """
 
@@ -81,6 +84,25 @@ def copy_outputs(folder: Path, prefix: str, names: list[str]) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     for name in names:
         shutil.copy(folder / name, DOCS / f"{prefix}-{name}")
+
+
+def train_quick_detector(args) -> None:
+    """The quick detector: the 256x256 training clips of bench/detector_experiment.py (not the
+    full-resolution ones) in WORK/train_crops, one epoch of `fakelab train-detector`."""
+    import subprocess
+
+    work = args.detector_work
+    crops = work / "train_crops"
+    crops.mkdir(exist_ok=True)
+    for clip in sorted((work / "train_real").glob("d*_train*.mp4")):
+        if "_full_" not in clip.name and not (crops / clip.name).exists():
+            (crops / clip.name).symlink_to(clip.resolve())
+    command = [
+        sys.executable, "-m", "fakelab", "train-detector", "--real", str(crops), "--pseudo-fakes", "self-blend",
+        "--epochs", "1", "--frames-per-video", "6", "-o", str(args.detector),
+    ]
+    log(" ".join(command))
+    subprocess.run(command, check=True)
 
 
 def detection(args) -> None:
@@ -140,6 +162,15 @@ def animation(args) -> None:
             [],
             driving,
             {"bitrate": [1, 3, 5], "hand": [1, 3, 5], "object": [1, 3, 5], "eyes-closed": [5], "low-light": [5], "rotation": [3, 5]},
+        ),
+        (
+            # The bitrate question on more data: d11 and d18, run with --max-frames 24.
+            "landmark-warp-bitrate",
+            warp,
+            "landmark-warp",
+            [],
+            [MEDIA / "d11.mp4", MEDIA / "d18.mp4"],
+            {"bitrate": [1, 3, 5]},
         ),
         (
             "landmark-warp-pose",
@@ -212,7 +243,7 @@ def sheet(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["detection", "animation", "sheet"])
+    parser.add_argument("what", choices=["detector", "detection", "animation", "sheet"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/fakelab-stress"))
     parser.add_argument("--detector-work", type=Path, default=Path("/tmp/fakelab-stress/detector"))
     parser.add_argument("--detector", type=Path, default=Path("/tmp/fakelab-stress/detector/lite0-quick.safetensors"))
@@ -225,7 +256,7 @@ def main() -> None:
     parser.add_argument("--docs", action="store_true", help="copy figures and tables to docs/stress/")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"detection": detection, "animation": animation, "sheet": sheet}[args.what](args)
+    {"detector": train_quick_detector, "detection": detection, "animation": animation, "sheet": sheet}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -186,3 +186,21 @@ def test_stress_animation_command_end_to_end(folders, tmp_path):
         assert (out / name).stat().st_size > 0
     again = run(*argv)
     assert again.returncode == 0 and "3 cells (3 already done)" in again.stderr
+
+
+def test_cue_scorer_scores_perturbed_frames(folders):
+    """The cue scorer reads the perturbed frames themselves: a 45-degree turn looks like a
+    pose inconsistency (the sweep measured reals going to 0.8-1.0), a lost face is an error
+    the sweep counts as unscored."""
+    from fakelab.errors import NoFaceError
+    from fakelab.stress.detection import Clip, CueScorer, read_clip
+    from fakelab.stress.perturbations import perturb
+
+    path = folders["fake"] / "b.mp4"
+    frames, fps = read_clip(path, 4)
+    clip, scorer = Clip(path, 1, frames, fps, 0), CueScorer()
+    clean, rotated = scorer(clip, frames), scorer(clip, perturb("rotation", frames, 5))
+    assert rotated > clean + 0.3
+    assert scorer(clip, perturb("rotation", frames, 5)) == rotated
+    with pytest.raises(NoFaceError):
+        scorer(clip, perturb("downscale", frames, 5))

@@ -253,6 +253,7 @@ def run_animation_sweep(
     from fakelab.metrics.faces import read_faces
 
     size = tuple(animator.size)
+    log(f"reading {len(driving)} driving videos and {len(sources)} sources")
     pairs, failures = load_pairs(sources, driving, size, max_frames, seed)
     for failure in failures:
         log(f"skipped {failure['file']}: {failure['error']}")
@@ -271,7 +272,7 @@ def run_animation_sweep(
         restart,
     )
     sweep = AnimationSweep(model_name, GLITCH_DETECTOR, failures=failures)
-    cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
+    cells = sweep_cells(perturbations, levels, cells)
     pending = store.pending(cells)
     log(f"{len(cells)} cells ({len(cells) - len(pending)} already done), {len(pairs)} pairs, model {model_name}")
     usable = []

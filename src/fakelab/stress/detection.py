@@ -161,8 +161,13 @@ def summarise_cell(cell: dict, clean: dict, threshold: float) -> dict:
     return summary
 
 
-def sweep_cells(names: Sequence[str], levels: Sequence[int] | None) -> list[tuple[str, int]]:
-    """The clean cell, then each perturbation at each of its levels (or those asked for)."""
+def sweep_cells(
+    names: Sequence[str], levels: Sequence[int] | None, cells: Sequence[tuple[str, int]] | None = None
+) -> list[tuple[str, int]]:
+    """The clean cell, then each perturbation at each of its levels (or those asked for);
+    or the clean cell and `cells` when given."""
+    if cells is not None:
+        return list(dict.fromkeys([CLEAN, *cells]))
     cells = [CLEAN]
     for name in names:
         perturbation = get_perturbation(name)
@@ -209,6 +214,7 @@ def run_detection_sweep(
 
     `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
     `perturbations` x `levels` when given."""
+    log(f"reading {len(real)} real and {len(fake)} fake clips")
     clips, failures = load_clips(real, fake, max_frames, seed)
     for failure in failures:
         log(f"skipped {failure['file']}: {failure['error']}")
@@ -226,7 +232,7 @@ def run_detection_sweep(
         restart,
     )
     sweep = DetectionSweep(getattr(scorer, "name", "scorer"), threshold, failures=failures)
-    cells = sweep_cells(perturbations, levels) if cells is None else list(dict.fromkeys([CLEAN, *cells]))
+    cells = sweep_cells(perturbations, levels, cells)
     log(f"{len(cells)} cells ({len(cells) - len(store.pending(cells))} already done), {len(clips)} clips")
     sweep.cells = store.fill(
         cells, clips, lambda name, level, clip: _score_clip(scorer, clip, name, level, store), progress
