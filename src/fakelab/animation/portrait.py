@@ -515,7 +515,9 @@ class PreparedPortrait:
         """How much of the driving mouth to show: 0 unless the mouth opens past the source's."""
         opening = polygon_area(target[INNER_LIPS])
         new = opening - self._mouth_opening
-        return float(np.clip(new / (0.025 * self._mouth_width**2), 0.0, 1.0))
+        # A source that already shows its teeth keeps them until its mouth is twice as open.
+        ramp = max(0.025 * self._mouth_width**2, self._mouth_opening)
+        return float(np.clip(new / ramp, 0.0, 1.0))
 
     def _fill_mouth(self, out: np.ndarray, frame: np.ndarray, raw: np.ndarray, target: np.ndarray) -> None:
         alpha_strength = self._mouth_alpha(target)
@@ -537,11 +539,11 @@ class PreparedPortrait:
         driving_lips = self._ring_colour(lab, local)
         # The interior's colour follows the source's lips: lightness half way, so that
         # teeth stay bright in a dark painting; hue in proportion to each pixel's own
-        # colourfulness, so that the red inside of the mouth takes the source's red
-        # while white teeth stay white.
+        # colourfulness (squared), so that the red inside of the mouth takes the
+        # source's red while white teeth stay white.
         shift = (self._lip_colour - driving_lips).astype(np.float32)
         lips_chroma = max(float(np.hypot(*driving_lips[1:])), 1.0)
-        share = np.clip(np.hypot(lab[..., 1], lab[..., 2]) / lips_chroma, 0, 1)[..., None]
+        share = np.clip(np.hypot(lab[..., 1], lab[..., 2]) / lips_chroma, 0, 1)[..., None] ** 2
         lab[..., :1] += 0.5 * shift[0]
         lab[..., 1:] += share * shift[1:]
         patch = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255, 0, 255)
