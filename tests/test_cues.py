@@ -171,5 +171,9 @@ def test_score_video_cues_on_frames():
     assert verdict.cues["face_lost"] == 0 and verdict.cues["detector_confidence"] > 1
     document = verdict.to_json()
     assert document["method"] == "cues" and len(document["timeline"]["time"]) == 20
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)  # 1 s of sound at 16 kHz
+    dubbed = score_video_cues(frames, audio=(noise[::2], 8000), fps=25)  # resampled to 16 kHz
+    assert dubbed.lip_sync.has_audio and dubbed.lip_sync.video is not None
+    assert not math.isnan(dubbed.cues["lip_sync_confidence"])
     with pytest.raises(NoFaceError, match="no face found in frames"):
         score_video_cues([np.zeros((64, 64, 3), np.uint8)] * 3)

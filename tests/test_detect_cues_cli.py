@@ -15,7 +15,7 @@ from fakelab.detection.checkpoint import load_detector, save_detector
 from fakelab.detection.efficientnet import efficientnet_lite0
 from fakelab.detection.ensemble import EnsembleDetector
 from fakelab.detection.inception import InceptionV3, InceptionV3Detector
-from fakelab.detection.spec import IMAGENET_MEAN
+from fakelab.detection.spec import IMAGENET_MEAN, DeepfakeDetector, InputSpec
 
 TORCHVISION_INCEPTION_V3_PARAMETERS = 27_161_264
 
@@ -99,16 +99,41 @@ def test_an_ensemble_scores_the_mean_of_its_members_logits(capsys, media, lite0_
     assert document["arch"] == "ensemble(efficientnet-lite0 + efficientnet-lite0)"
 
 
+class TinyDetector(DeepfakeDetector):
+    """A small member with its own input size and normalisation."""
+
+    arch = "tiny"
+    input_spec = InputSpec(size=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 1)
+
+    def fake_logit(self, images):
+        return self.classify(self.embed(images))
+
+    def embed(self, images):
+        return torch.nn.functional.adaptive_avg_pool2d(self.conv(images), 1).flatten(1)
+
+    def classify(self, embedding):
+        return self.head(embedding)[:, 0]
+
+    def cam_layer(self):
+        return self.conv
+
+
 def test_ensemble_detector_of_different_input_sizes(lite0_pair):
     torch.manual_seed(0)
-    members = [load_detector(lite0_pair[0]), InceptionV3Detector(aux_logits=False).eval()]
+    members = [load_detector(lite0_pair[0]), TinyDetector().eval()]
     ensemble = EnsembleDetector(members).eval()
-    images = torch.rand(2, 3, 299, 299)
+    assert ensemble.input_spec.size == 224 and ensemble.arch == "ensemble(efficientnet-lite0 + tiny)"
+    images = torch.rand(2, 3, 224, 224)
+    small = torch.nn.functional.interpolate(images, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
     with torch.no_grad():
         expected = [
-            members[0].fake_logit(members[0].input_spec.normalize(
-                torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear", antialias=True, align_corners=False))),
-            members[1].fake_logit(members[1].input_spec.normalize(images)),
+            members[0].fake_logit(members[0].input_spec.normalize(images)),
+            members[1].fake_logit(members[1].input_spec.normalize(small)),
         ]
         np.testing.assert_allclose(ensemble.fake_logit(images), (expected[0] + expected[1]) / 2, atol=1e-5)
         np.testing.assert_allclose(ensemble.classify(ensemble.embed(images)), ensemble.fake_logit(images), atol=1e-5)
