@@ -92,16 +92,16 @@ def _print_outcome(outcome: VideoScore | ScanFailure, as_json: bool) -> None:
         print(outcome.summary(), flush=True)
 
 
-def _provenance(source: Path, as_json: dict | None):
-    """Print (or collect, for --json) what provenance says; the verdict wins over any score."""
-    from fakelab.provenance.commands import provenance_before_score
+def _provenance(source: Path, as_json: bool):
+    """What provenance says about one file. A file marked as fakelab's is said so at once, whatever
+    follows; otherwise the (negative) report is printed just before the model's score."""
+    from fakelab.provenance.commands import provenance_report
 
-    report = provenance_before_score(source, stream=sys.stderr if as_json is not None else sys.stdout)
-    if report is not None and as_json is not None:
-        as_json.update(report.to_json())
-    if report is not None and report.made_by_fakelab and as_json is None:
+    report = provenance_report(source)
+    if report is not None and report.made_by_fakelab and not as_json:
+        print(report.describe(), flush=True)
         print(f"{source}: MADE BY FAKELAB (provenance), whatever the detector below says", flush=True)
-    return as_json
+    return report
 
 
 def run_detect(args: argparse.Namespace) -> None:
@@ -109,9 +109,8 @@ def run_detect(args: argparse.Namespace) -> None:
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"{source} does not exist")
-    provenance = {} if args.json else None
-    if not source.is_dir():  # provenance comes before any model score: a marked file is fakelab's
-        provenance = _provenance(source, provenance)
+    # Provenance comes before any model score: a marked file is fakelab's.
+    provenance = None if source.is_dir() else _provenance(source, args.json)
     detector = ready_for_inference(load_detector(args.checkpoint, args.arch), resolve_device(args.device))
     if source.is_dir():
         paths = media_files(source)
@@ -122,13 +121,15 @@ def run_detect(args: argparse.Namespace) -> None:
             raise InputError(f"none of the {len(paths)} files in {source} could be scored")
     else:
         result = ScanResult([score_file(detector, source, args.frames, args.threshold, args.face_detector)])
+        if provenance is not None and not provenance.made_by_fakelab and not args.json:
+            print(provenance.describe(), flush=True)
         _print_outcome(result.scores[0], args.json)
     if args.report:
         write_report(args.report, detector, result.scores, result.failures, args.checkpoint, args.top)
     if args.json:
         document = {"checkpoint": str(args.checkpoint), "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
-        if provenance:
-            document["provenance"] = provenance
+        if provenance is not None:
+            document["provenance"] = provenance.to_json()
         print(json.dumps(document, indent=2))
     elif args.report:
         print(f"report written to {args.report}")
