@@ -132,3 +132,18 @@ def test_check_command_bad_input(tmp_path, make, message):
 def test_check_command_refuses_zero_frames(tmp_path):
     result = run_cli("provenance", "check", str(tmp_path), "--frames", "0")
     assert result.returncode == 1 and "--frames must be at least 1" in result.stderr
+
+
+def test_detect_reports_provenance_before_the_score(animated, tmp_path):
+    from fakelab.detection.checkpoint import save_detector
+    from fakelab.detection.efficientnet import efficientnet_lite0
+
+    checkpoint = tmp_path / "lite0.safetensors"
+    save_detector(efficientnet_lite0(), checkpoint)
+    output, _ = animated
+    result = run_cli("detect", str(output), "--checkpoint", str(checkpoint), "--frames", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "provenance: made by fakelab"
+    assert lines[3] == f"{output}: MADE BY FAKELAB (provenance), whatever the detector below says"
+    assert lines[4].startswith(f"{output}: ")  # the detector's own verdict comes after

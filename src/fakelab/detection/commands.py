@@ -132,16 +132,16 @@ def _print_outcome(outcome: VideoScore | ScanFailure, as_json: bool) -> None:
         print(outcome.summary(), flush=True)
 
 
-def _provenance(source: Path, as_json: dict | None):
-    """Print (or collect, for --json) what provenance says; the verdict wins over any score."""
-    from fakelab.provenance.commands import provenance_before_score
+def _provenance(source: Path, as_json: bool):
+    """What provenance says about one file. A file marked as fakelab's is said so at once, whatever
+    follows; otherwise the (negative) report is printed just before the model's score."""
+    from fakelab.provenance.commands import provenance_report
 
-    report = provenance_before_score(source, stream=sys.stderr if as_json is not None else sys.stdout)
-    if report is not None and as_json is not None:
-        as_json.update(report.to_json())
-    if report is not None and report.made_by_fakelab and as_json is None:
+    report = provenance_report(source)
+    if report is not None and report.made_by_fakelab and not as_json:
+        print(report.describe(), flush=True)
         print(f"{source}: MADE BY FAKELAB (provenance), whatever the detector below says", flush=True)
-    return as_json
+    return report
 
 
 def run_detect(args: argparse.Namespace) -> None:
@@ -169,9 +169,8 @@ def run_detect(args: argparse.Namespace) -> None:
     detector = None
     if method != "cues":
         detector = ready_for_inference(load_detectors(args.checkpoint, args.arch), resolve_device(args.device))
-    provenance = {} if args.json else None
-    if not source.is_dir():  # provenance comes before any model score: a marked file is fakelab's
-        provenance = _provenance(source, provenance)
+    # Provenance comes before any model score: a marked file is fakelab's.
+    provenance = None if source.is_dir() else _provenance(source, args.json)
     if method != "cnn":
         run_detect_cues(args, source, method, detector, provenance)
         return
@@ -185,14 +184,16 @@ def run_detect(args: argparse.Namespace) -> None:
             raise InputError(f"none of the {len(paths)} files in {source} could be scored")
     else:
         result = ScanResult([score_file(detector, source, args.frames, args.threshold, args.face_detector)])
+        if provenance is not None and not provenance.made_by_fakelab and not args.json:
+            print(provenance.describe(), flush=True)
         _print_outcome(result.scores[0], args.json)
     checkpoints = ", ".join(str(path) for path in args.checkpoint)
     if args.report:
         write_report(args.report, detector, result.scores, result.failures, checkpoints, args.top)
     if args.json:
         document = {"method": "cnn", "checkpoint": checkpoints, "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
-        if provenance:
-            document["provenance"] = provenance
+        if provenance is not None:
+            document["provenance"] = provenance.to_json()
         print(json.dumps(finite_json(document), indent=2, allow_nan=False))
     elif args.report:
         print(f"report written to {args.report}")
@@ -212,7 +213,7 @@ def _score_with_cues(args: argparse.Namespace, path: Path, method: str, detector
 
 
 def run_detect_cues(
-    args: argparse.Namespace, source: Path, method: str, detector=None, provenance: dict | None = None
+    args: argparse.Namespace, source: Path, method: str, detector=None, provenance=None
 ) -> None:
     """`fakelab detect --method cues|all` (`detector`: the CNN members of `all`): file by file, a
     failure is reported and the scan goes on."""
@@ -230,6 +231,8 @@ def run_detect_cues(
         verdicts.append(cues)
         combined.append(together)
         if not args.json:
+            if provenance is not None and not provenance.made_by_fakelab:
+                print(provenance.describe(), flush=True)
             print((together or cues).summary(), flush=True)
             print(cues.cue_table(), flush=True)
     if not verdicts:
@@ -250,8 +253,8 @@ def run_detect_cues(
             "results": results,
             "failures": [failure.to_json() for failure in failures],
         }
-        if provenance:
-            document["provenance"] = provenance
+        if provenance is not None:
+            document["provenance"] = provenance.to_json()
         print(json.dumps(finite_json(document), indent=2, allow_nan=False))
     elif args.report:
         print(f"report written to {args.report}")

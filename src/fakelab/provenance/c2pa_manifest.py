@@ -169,15 +169,19 @@ def sign_output(
         raise ProvenanceError(f"C2PA manifests cannot be embedded in {path.suffix} files; use .mp4 or pass --no-provenance")
     recorded_inputs = [{"name": Path(item).name, "sha256": sha256_file(item)} for item in inputs if Path(item).is_file()]
     agent = {"name": "fakelab", "version": __version__}
+    described = {"description": description} if description else {}
+    # C2PA wants a manifest without a parent ingredient to start with c2pa.created; an edit
+    # (the attack's perturbation) is recorded as a second action of the file it created.
+    actions = [{"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": agent,
+                **(described if action == "c2pa.created" else {})}]
+    if action != "c2pa.created":
+        actions.append({"action": action, "softwareAgent": agent, **described})
     manifest = {
         "claim_generator_info": [agent],
         "title": path.name,
         "format": mime,
         "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": [
-                {"action": action, "digitalSourceType": source_type, "softwareAgent": agent,
-                 **({"description": description} if description else {})},
-            ]}},
+            {"label": "c2pa.actions.v2", "data": {"actions": actions}},
             {"label": ASSERTION, "data": {
                 "tool": "fakelab", "version": __version__, "content_id": content_id,
                 "inputs": recorded_inputs, "parameters": parameters or {},

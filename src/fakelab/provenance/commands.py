@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 NO_PROVENANCE_HELP = (
     "don't watermark the frames or sign a C2PA manifest (for detector research only: a detector trained "
@@ -46,14 +45,12 @@ def run_check(args: argparse.Namespace) -> None:
     print(json.dumps(report.to_json(), indent=2) if args.json else report.describe())
 
 
-def provenance_before_score(path, stream=sys.stdout) -> "object | None":
-    """For `fakelab detect`: print what provenance says about `path` before any model score."""
+def provenance_report(path):
+    """For `fakelab detect`: the provenance of `path`, or None when it cannot be read."""
     from fakelab.errors import InputError
     from fakelab.provenance import check_file
 
     try:
-        report = check_file(path)
+        return check_file(path)
     except InputError:
         return None
-    print(report.describe(), file=stream, flush=True)
-    return report

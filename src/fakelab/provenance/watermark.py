@@ -1,4 +1,4 @@
-"""An invisible watermark in the frames: a 64-bit payload that survives H.264, rescaling and crops.
+"""An invisible watermark in the frames: a 64-bit payload meant to survive H.264, rescaling and crops.
 
 Scheme (spread spectrum over a tiled, smooth pattern; no secret: anyone can check):
 - The payload is 64 bits: version (8), content id (32), CRC-24 keyed with "fakelab" (24).
