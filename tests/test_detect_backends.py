@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -37,3 +38,22 @@ def test_exported_backends_keep_the_logits(build):
 def test_unknown_backend_is_refused():
     with pytest.raises(FakelabError, match="unknown detector backend 'tensorrt'"):
         with_backend(ready_for_inference(pretrained_lite0_detector()), "tensorrt")
+
+
+def test_detect_cli_backend_gives_the_torch_score(media, tmp_path, capsys):
+    from fakelab.cli import main
+    from fakelab.detection.checkpoint import save_detector
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "lite0.pt"
+    save_detector(pretrained_lite0_detector(), checkpoint)
+    scores = {}
+    for backend in ["torch", *BACKENDS]:
+        assert main(["detect", str(media / "s7.jpg"), "--checkpoint", str(checkpoint), "--backend", backend, "--json"]) == 0
+        scores[backend] = json.loads(capsys.readouterr().out)["results"][0]["score"]
+    assert all(abs(score - scores["torch"]) < 1e-5 for score in scores.values()), scores
+    if BACKENDS:
+        report = tmp_path / "report.html"
+        code = main(["detect", str(media / "s7.jpg"), "--checkpoint", str(checkpoint), "--backend", BACKENDS[0], "--report", str(report)])
+        err = capsys.readouterr().err
+        assert code != 0 and "--report needs gradients" in err and err.count("\n") == 1 and not report.exists()

@@ -305,7 +305,7 @@ def animate(
     if animator is None:
         render = dict(backend=backend, threads=threads, precision=precision) if model == "fomm" else {}
         if progress and render:
-            render["log"] = lambda message: print(message, file=sys.stderr)
+            render["log"] = lambda message: tqdm.write(message, file=sys.stderr)
         animator = build_animator(model, checkpoint, config, relative, adapt_scale, device, batch_size, **render)
     if output is not None:
         _refuse_overwriting_inputs(Path(output), source, driving, audio)
