@@ -260,7 +260,7 @@ CASES = [
     (f"{A} --audio {{bvid}}/nope.wav", "audio file", 1),
     (f"{A} --audio {{vid}}", "has no audio stream", 1),
     (f"{A} --audio {{sp}}/fifo.mp4", "FIFO", 1),
-    ("animate {img} {vid} -o {out}/a.mp4", "needs a checkpoint", 1),
+    ("animate {img} {vid} -o {out}/a.mp4 --model fomm", "needs a checkpoint", 1),
     # --- animate: FOMM checkpoints
     (f"{AF} {{bad}}/nope.pth.tar", "checkpoint", 1),
     (f"{AF} {{bad}}/nontensor.pth.tar", "not a tensor", 1),

@@ -44,7 +44,10 @@ def test_detect_without_checkpoint_scores_the_cues(capsys, media, tmp_path):
     report = tmp_path / "cues.html"
     code, out, err = run_cli(capsys, "detect", media / "d0.mp4", "--seconds", "1", "--report", report)
     assert code == 0, err
-    first = out.splitlines()[0]
+    lines = out.splitlines()
+    # provenance is reported before any score: three lines that say no fakelab mark was found
+    assert lines[0] == "provenance: no fakelab provenance found" and lines[2] == "  C2PA manifest: none"
+    first = lines[3]
     assert first.startswith(f"{media / 'd0.mp4'}: ") and "method cues, probability fake" in first
     assert "25 frames, face found in 25" in first and "lip-sync: not measured (no audio stream)" in first
     assert "landmark_jitter" in out and "pose_inconsistency" in out and "lip_sync_confidence" in out

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     parser.add_argument("--flags-log", metavar="JSONL",
                         help="failure flags per output frame (default: beside the recording, NAME.flags.jsonl)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    parser.set_defaults(handler=run_live_command)
+    parser.set_defaults(handler=run_live_command, keeps_finished_outputs=True)  # a recording closed on stop is kept
 
 
 def run_live_command(args: argparse.Namespace) -> None:

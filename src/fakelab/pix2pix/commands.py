@@ -90,7 +90,7 @@ def _register_train(commands) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto: fp16 autocast on GPU")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-tensorboard", action="store_true")
-    parser.set_defaults(handler=run_train)
+    parser.set_defaults(handler=run_train, keeps_finished_outputs=True)  # checkpoints, to resume from
 
 
 def run_train(args: argparse.Namespace) -> None:

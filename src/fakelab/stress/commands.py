@@ -99,7 +99,7 @@ def _register_detection(kinds) -> None:
     )
     parser.add_argument("--threshold", type=_probability, default=0.5, help="fake when P(fake) reaches this (default 0.5)")
     _add_sweep_arguments(parser, DEFAULT_MAX_FRAMES)
-    parser.set_defaults(handler=run_detection)
+    parser.set_defaults(handler=run_detection, keeps_finished_outputs=True)  # finished cells, to resume from
 
 
 def _register_animation(kinds) -> None:
@@ -120,7 +120,7 @@ def _register_animation(kinds) -> None:
     parser.add_argument("--checkpoint", type=Path, help="FOMM checkpoint (with --model fomm)")
     parser.add_argument("--config", default="vox-256", help="FOMM config name or YAML path (default vox-256)")
     _add_sweep_arguments(parser, DEFAULT_MAX_FRAMES)
-    parser.set_defaults(handler=run_animation)
+    parser.set_defaults(handler=run_animation, keeps_finished_outputs=True)  # finished cells, to resume from
 
 
 def _chosen(args: argparse.Namespace) -> list[str]:
