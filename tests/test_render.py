@@ -110,7 +110,7 @@ def test_environment_and_bad_plans(tiny, monkeypatch):
 def test_animate_cli_refuses_bad_render_options(fomm_fixtures, media, tmp_path, capsys):
     base = ["animate", str(media / "s7.jpg"), str(media / "d0.mp4"), "-o", str(tmp_path / "out.mp4"),
             "--checkpoint", str(fomm_fixtures / "tiny-vox-cpk.pth.tar"), "--config", str(fomm_fixtures / "tiny-vox.yaml")]
-    for extra, message in [(["--threads", "0"], "thread count must be at least 1"),
+    for extra, message in [(["--threads", "0"], "--threads: must be at least 1, got 0"),
                            (["--precision", "fp16"], "fp16 runs on GPU only")]:
         assert main(base + extra) != 0
         err = capsys.readouterr().err

@@ -175,7 +175,7 @@ def test_browser_end_to_end(server, detector_checkpoint, tmp_path):
 
         for tab in ("stress", "live"):
             page.click(f"nav button[data-tab={tab}]")
-            expect(page.locator(f"#{tab}-message")).to_contain_text("not available in this build")
+            expect(page.locator(f"#{tab}-message")).to_contain_text(f"run `fakelab {tab}`")
         page.screenshot(path=str(shots / "webapp-live.png"))
         browser.close()
     # Nothing was fetched from anywhere but the app itself.

@@ -303,6 +303,7 @@ def animate(
     if best_frame is not None and find_best_frame:
         raise FakelabError("give a best frame or ask to find it, not both")
     if animator is None:
+        model = model or default_model(checkpoint)
         render = dict(backend=backend, threads=threads, precision=precision) if model == "fomm" else {}
         if progress and render:
             render["log"] = lambda message: tqdm.write(message, file=sys.stderr)

@@ -42,13 +42,14 @@ CRC_KEY = b"fakelab"
 # alarm once in 16.7 million files read.
 MIN_AGREEMENT = 0.7
 PATTERN_SEED = 0x5EED_FA4E
-STRENGTH = 3.0  # luma levels (std of the mark where the picture is of average texture)
+STRENGTH = 3.0  # luma levels (std of the mark where the picture is of average texture), at 256 px
 BASE_SIZE = 256  # frames up to this short side get 64 px tiles
 HIGH_PASS_SIGMA = 1.5
 DETECT_FRAMES = 24  # frames of a video looked at
 MIN_PERIOD, MAX_PERIOD = 24, 1024
 PERIOD_STEP = 0.012  # relative step of the coarse period search
 SEARCH_FRAMES = 6
+CORRECTION_LIMIT = 3.0  # the correction of the picture's own interference, at most this many times the target
 PILOT_WEIGHT = 8.0  # the pilot's weight against one bit's: half of the mark's energy
 
 
@@ -261,17 +262,21 @@ class Watermarker:
         if plane is None:
             plane = self._tiled(self._tile, height, width, unit)
             self._planes = {(height, width, unit): plane}  # one size per stream: keep one plane
-        delta = self.strength * mask * plane
+        # A larger frame has more pixels per bit (tiles grow with `unit`), so it needs less
+        # strength for the same reading: at 600x704, strength 3 would show as a mottled texture.
+        strength = self.strength / unit
+        delta = strength * mask * plane
         # What the detector would read from this frame, and the correction that gives the pilot
         # and every bit the margin they would have on a flat picture. Twice: borders and
         # clipping make one step inexact.
         period = (float(TILE * unit), float(TILE * unit))
-        target = self._weights * self.strength * float(mask.mean()) * _high_pass_gain()
+        target = self._weights * strength * float(mask.mean()) * _high_pass_gain()
         for _ in range(2):
             marked = np.clip(luma + delta, 0, 255)
             folded, count = _fold(_high_pass(marked), period)
             projections = _project(_all_patterns(), folded / np.maximum(count, 1))
-            correction = np.clip(target - projections, -3 * np.abs(target), 3 * np.abs(target)) / _high_pass_gain()
+            limit = CORRECTION_LIMIT / unit * np.abs(target)
+            correction = np.clip(target - projections, -limit, limit) / _high_pass_gain()
             delta += self._tiled(_combine(correction, _all_patterns()), height, width, unit)
         return np.clip(np.rint(frame.astype(np.float32) + delta[..., None]), 0, 255).astype(np.uint8)
 
