@@ -16,7 +16,7 @@ from fakelab import cli_checks
 from fakelab.atomic import all_or_nothing, atomic_output
 from fakelab.cli import INTERNAL_ERROR_EXIT_CODE, main
 from fakelab.cli_checks import Terminated, check_paths, integer, number
-from fakelab.errors import CheckpointError, InputError
+from fakelab.errors import CheckpointError, FakelabError, InputError
 from fakelab.safe_load import check_tensors, finite_json, load_yaml
 
 
@@ -175,3 +175,35 @@ def test_detector_nan_scores_are_refused_not_reported_as_real(monkeypatch, tmp_p
     faces = type("Faces", (), {"crops": [None, None], "source": tmp_path / "clip.mp4"})()
     with pytest.raises(InputError, match="non-finite scores on .*clip.mp4"):
         pipeline.score_faces(type("Detector", (), {"arch": "x"})(), faces)
+
+
+def test_a_stop_that_surfaces_as_another_error_is_still_a_stop(monkeypatch, capsys):
+    # A SIGHUP during a C extension's import reaches main as ImportError("initialization failed").
+    import argparse
+    import os
+    import signal
+
+    from fakelab import cli
+
+    def import_hit_by_a_signal(_args):
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+
+    def parser_with(handler):
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(handler=handler, command="x")
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", lambda: parser_with(import_hit_by_a_signal))
+    assert cli.main([]) == 128 + signal.SIGHUP
+    assert capsys.readouterr().err == "fakelab x: stopped by SIGHUP; unfinished outputs were removed\n"
+
+    def plain_failure(_args):
+        raise FakelabError("bad input")
+
+    # The next run in the same process is judged on its own.
+    monkeypatch.setattr(cli, "build_parser", lambda: parser_with(plain_failure))
+    assert cli.main([]) == 1
+    assert capsys.readouterr().err == "fakelab x: error: bad input\n"

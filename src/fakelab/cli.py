@@ -13,7 +13,7 @@ import os
 import sys
 
 from fakelab.atomic import all_or_nothing
-from fakelab.cli_checks import describe_os_error, interrupt_exit_code, termination_signals
+from fakelab.cli_checks import describe_os_error, interrupt_exit_code, termination_received, termination_signals
 from fakelab.errors import FakelabError
 
 COMMAND_MODULES = [
@@ -70,8 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     name = " ".join(filter(None, [args.command, getattr(args, "action", None), getattr(args, "kind", None)]))
 
     def fail(message: str, code: int = 1) -> int:
+        stop = termination_received()
+        if stop is not None:  # the error is what the stop turned into on its way up
+            return stopped(stop)
         print(f"fakelab {name}: error: {_one_line(message)}", file=sys.stderr)
         return code
+
+    def stopped(interrupt: KeyboardInterrupt) -> int:
+        what = f"stopped by {interrupt.args[0]}" if interrupt.args else "interrupted"
+        print(f"fakelab {name}: {what}; unfinished outputs were removed", file=sys.stderr)
+        return interrupt_exit_code(interrupt)
 
     try:
         with termination_signals(), all_or_nothing(enabled=not getattr(args, "keeps_finished_outputs", False)):
@@ -79,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except FakelabError as error:
         return fail(str(error))
     except KeyboardInterrupt as interrupt:
-        what = f"stopped by {interrupt.args[0]}" if interrupt.args else "interrupted"
-        print(f"fakelab {name}: {what}; unfinished outputs were removed", file=sys.stderr)
-        return interrupt_exit_code(interrupt)
+        return stopped(interrupt)
     except BrokenPipeError:
         # The reader of our output went away (`fakelab detect --json | head`): nothing to report,
         # and the interpreter's final flush of stdout must not fail either.
@@ -95,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except RecursionError:
         return fail("the input is nested too deeply to be read")
     except Exception as error:  # noqa: BLE001 - the last line of defence against tracebacks
+        stop = termination_received()
+        if stop is not None:
+            return stopped(stop)
         if os.environ.get(DEBUG_VARIABLE):
             raise
         return fail(

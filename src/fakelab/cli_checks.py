@@ -392,11 +392,21 @@ class Terminated(KeyboardInterrupt):
 TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+_received: list[int] = []
+
+
 def _raise_terminated(signum, _frame) -> None:
     # A second SIGTERM (a supervisor repeating itself) must not interrupt the cleanup this one starts.
     for sig in TERMINATION_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    _received.append(signum)
     raise Terminated(signum)
+
+
+def termination_received() -> Terminated | None:
+    """The stop a SIGTERM or SIGHUP asked for, also when the exception it raised was turned into
+    another one on its way up (a signal during a C extension's import surfaces as ImportError)."""
+    return Terminated(_received[-1]) if _received else None
 
 
 @contextlib.contextmanager
@@ -407,6 +417,7 @@ def termination_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _received.clear()  # a stop belongs to the run it interrupted
     previous = {}
     for sig in TERMINATION_SIGNALS:
         with contextlib.suppress(OSError, ValueError):
