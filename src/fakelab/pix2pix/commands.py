@@ -8,6 +8,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from fakelab.cli_checks import non_negative_int, positive_int
 from fakelab.pix2pix.data import default_load_size
 from fakelab.pix2pix.networks import GENERATORS, NORMS
 from fakelab.pix2pix.pairs import KINDS
@@ -75,7 +76,7 @@ def _register_train(commands) -> None:
     parser.add_argument("--no-dropout", action="store_true", help="no dropout in the generator")
     parser.add_argument("--n-epochs", type=int, default=100, help="epochs at the initial learning rate (default 100)")
     parser.add_argument("--n-epochs-decay", type=int, default=100, help="epochs of linear decay to zero (default 100)")
-    parser.add_argument("--epochs", type=int, help="stop after this epoch this time (resume later for the rest)")
+    parser.add_argument("--epochs", type=positive_int, help="stop after this epoch this time (resume later for the rest)")
     parser.add_argument("--batch-size", type=int, default=1, help="default 1")
     parser.add_argument("--lr", type=float, default=2e-4, help="initial learning rate (default 2e-4)")
     parser.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 loss (default 100)")
@@ -84,24 +85,19 @@ def _register_train(commands) -> None:
         f"{default_load_size(128)} for unet_128)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS", help="also at every epoch's end (default 500)")
-    parser.add_argument("--save-epoch-freq", type=int, default=5, metavar="N", help="keep epoch_<N>_net_G.pth every N epochs (0: never)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=500, metavar="STEPS", help="also at every epoch's end (default 500)")
+    parser.add_argument("--save-epoch-freq", type=non_negative_int, default=5, metavar="N", help="keep epoch_<N>_net_G.pth every N epochs (0: never)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto: fp16 autocast on GPU")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-tensorboard", action="store_true")
     parser.set_defaults(handler=run_train, keeps_finished_outputs=True)  # checkpoints, to resume from
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from fakelab.errors import InputError
     from fakelab.pix2pix.train import Pix2PixOptions, RunOptions, train
 
-    if args.checkpoint_every < 1 or args.save_epoch_freq < 0 or (args.epochs is not None and args.epochs < 1):
-        raise InputError("--checkpoint-every and --epochs must be at least 1, --save-epoch-freq at least 0")
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
     options = Pix2PixOptions(
         generator=args.generator, ngf=args.ngf, ndf=args.ndf, norm=args.norm, dropout=not args.no_dropout,
