@@ -250,13 +250,28 @@ def test_nes_estimate_points_along_the_true_gradient():
     from fakelab.attacks.methods import _nes_gradient
 
     image = torch.full((1, 3, 8, 8), 0.5)
-    config = AttackConfig(nes_samples=400, nes_tile=1)
+    config = AttackConfig(nes_samples=400, nes_tile=1).for_method("nes")
     estimate, queries = _nes_gradient(
         linear, image, torch.tensor([-1.0]), config, False, np.random.default_rng(0), torch.Generator().manual_seed(0)
     )
     # Towards "real" the loss grows with the logit, so its gradient is along the weights.
     cosine = F.cosine_similarity(estimate.flatten(), weights.flatten(), dim=0)
     assert queries == 400 and cosine > 0.6
+
+
+def test_a_noise_transformation_is_one_realization_for_the_whole_batch():
+    # NES scores x + s*u and x - s*u through one transformation: with noise drawn per image
+    # the pair's difference would measure the noise, not the probe.
+    image = torch.full((1, 3, 8, 8), 0.5)
+    noisy = GaussianNoise(0.05, seed=3)(torch.cat([image, image]))
+    assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], image[0])
+
+
+def test_each_method_gets_its_own_nes_scale_unless_one_is_given():
+    assert AttackConfig().for_method("nes").nes_sigma == 0.001
+    # Above the 8-bit step, which H.264 and JPEG round away.
+    assert AttackConfig().for_method("nes-robust").nes_sigma > 1 / 255
+    assert AttackConfig(nes_sigma=0.05).for_method("nes").nes_sigma == 0.05
 
 
 def test_attack_config_rejects_bad_values():

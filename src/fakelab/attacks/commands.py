@@ -25,7 +25,8 @@ DEFAULTS = AttackConfig()
 TUNING_OPTIONS = (
     ("--eot-samples", integer(1, 10_000), "transformations per step for robust and nes-robust"),
     ("--nes-samples", integer(2, 100_000), "queries per NES gradient estimate, an even number"),
-    ("--nes-sigma", number(maximum=1, above=0), "NES sampling scale"),
+    ("--nes-sigma", number(maximum=1, above=0), "NES sampling scale (default 0.001 for nes, 0.02 for nes-robust, "
+     "whose probes must survive 8-bit rounding)"),
     ("--nes-tile", integer(1, 1024), "NES samples one value per square of this many pixels"),
     ("--nes-momentum", number(0, 0.999), "NES steps along a running average of its estimates"),
 )
@@ -76,7 +77,8 @@ def register(subparsers) -> None:
     parser.add_argument("--crf", type=CRF, default=DEFAULT_CRF, help=f"CRF of OUTPUT (default {DEFAULT_CRF})")
     for flag, kind, meaning in TUNING_OPTIONS:
         default = getattr(DEFAULTS, _field(flag))
-        parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default:g})")
+        shown = "" if default is None else f" (default {default:g})"
+        parser.add_argument(flag, type=kind, default=default, help=meaning + shown)
     parser.add_argument("--seed", type=seed, default=DEFAULTS.seed, help="seed of the random parts (default 0)")
     parser.add_argument("--face-detector", choices=DETECTORS, help="face detector (default hog)")
     add_provenance_argument(parser)

@@ -59,8 +59,11 @@ class GaussianNoise:
     seed: int
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        # One noise image for the whole batch: a transformation is one realization, so the
+        # two halves of an NES antithetic pair see the same noise and their difference
+        # measures the probe, not the noise.
         generator = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(images.shape, generator=generator).to(images)
+        noise = torch.randn(images.shape[-3:], generator=generator).to(images)
         return images + self.std * noise
 
 
