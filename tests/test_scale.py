@@ -160,6 +160,38 @@ def test_ray_prepare_writes_the_serial_dataset(ray_address, clips, tmp_path, cap
     capsys.readouterr()
 
 
+def _cells(folder: Path) -> dict[str, list[dict]]:
+    return {p.name: json.loads(p.read_text())["results"] for p in sorted((folder / "cells").iterdir())}
+
+
+def test_ray_stress_sweep_gives_the_serial_cells_and_resumes(ray_address, clips, checkpoint, tmp_path, capsys):
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    for folder, names in ((real, ("clip-000", "clip-001")), (fake, ("clip-002", "clip-003"))):
+        folder.mkdir()
+        for name in names:
+            (folder / f"{name}.mp4").write_bytes((clips / f"{name}.mp4").read_bytes())
+    argv = ["stress", "detection", "--real", real, "--fake", fake, "--checkpoint", checkpoint, "--frames", FRAMES,
+            "--perturbation", "compression", "--levels", "2,5"]
+    code, _, err = run_cli(capsys, *argv, "-o", tmp_path / "serial")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, *argv, "-o", tmp_path / "ray", "--ray")
+    assert code == 0, err
+    serial, spread = _cells(tmp_path / "serial"), _cells(tmp_path / "ray")
+    assert list(serial) == list(spread) == ["clean-0.json", "compression-2.json", "compression-5.json"]
+    for name in serial:
+        ordered = [sorted(records, key=lambda r: r["file"]) for records in (serial[name], spread[name])]
+        assert [r["file"] for r in ordered[0]] == [r["file"] for r in ordered[1]]
+        # Actors run torch on one thread, the serial sweep on two: float noise only.
+        assert np.allclose([r["score"] for r in ordered[0]], [r["score"] for r in ordered[1]], atol=1e-5), name
+    # A sweep stopped part way resumes on Ray without recomputing the cells it has.
+    (tmp_path / "ray" / "cells" / "compression-5.json").unlink()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ray" / "cells").iterdir()}
+    code, _, err = run_cli(capsys, *argv, "-o", tmp_path / "ray", "--ray")
+    assert code == 0 and "3 cells (2 already done)" in err
+    assert stamps.items() <= {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ray" / "cells").iterdir()}.items()
+    assert (tmp_path / "ray" / "cells" / "compression-5.json").exists()
+
+
 def test_bad_ray_input_is_one_line(checkpoint, clips, tmp_path, capsys):
     """None of these start Ray: they fail before."""
     ledger = tmp_path / "other.jsonl"

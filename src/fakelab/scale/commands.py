@@ -13,12 +13,12 @@ from tqdm import tqdm
 from fakelab.errors import InputError
 
 
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+def add_ray_arguments(parser: argparse.ArgumentParser, how: str = "") -> None:
     group = parser.add_argument_group("scale-out on Ray (pip install 'fakelab[scale]'; see docs/scale.md)")
     group.add_argument(
         "--ray", nargs="?", const="", metavar="ADDRESS",
         help="spread the work over Ray: a cluster's ADDRESS (HOST:PORT or auto), or a local Ray started "
-        "for this run when no address is given",
+        "for this run when no address is given" + (f"; {how}" if how else ""),
     )
     group.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -35,6 +36,8 @@ from fakelab.errors import FakelabError, InputError
 from fakelab.stress.detection import CLEAN, describe_cell, sweep_cells
 from fakelab.stress.perturbations import PERTURBATIONS, clip_landmarks, get_perturbation, perturb
 from fakelab.stress.store import CellStore
+
+SWEEP_SIZE = (256, 256)
 
 PathLike = str | os.PathLike
 DEFAULT_MAX_FRAMES = 24
@@ -216,7 +219,7 @@ def _pose_frames(pair: Pair, generated_faces, glitches: Sequence[bool]) -> list[
         if pair.self_reenactment
         else expected_landmarks(source_face, driving_faces)
     )
-    size = (256, 256)  # read_faces' landmarks are at 256x256
+    size = SWEEP_SIZE  # read_faces' landmarks are at 256x256
     source_pose = head_pose(source_face.landmarks, size) if source_face.landmarks is not None else None
     frames = []
     for index, (face, want, marks, glitch) in enumerate(zip(generated_faces, expected, driving_faces, glitches)):
@@ -245,14 +248,18 @@ def run_animation_sweep(
     progress: Callable[[Iterable, int], Iterable] | None = None,
     log: Callable[[str], None] = lambda message: None,
     cells: Sequence[tuple[str, int]] | None = None,
+    map_cells: Callable | None = None,
 ) -> AnimationSweep:
     """Run (or resume) the sweep into the folder `output`; returns every cell.
 
     `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
-    `perturbations` x `levels` when given."""
+    `perturbations` x `levels` when given. `map_cells` computes the cells elsewhere
+    (`fakelab.scale.cells.ray_cell_map`); the unperturbed animations are made here first."""
     from fakelab.metrics.faces import read_faces
 
-    size = tuple(animator.size)
+    # A model that works at any size (the portrait model) gets the face crops at 256x256, the
+    # size the metrics' landmarks are measured at, as the fixed-size models do.
+    size = tuple(animator.size) if animator.size else SWEEP_SIZE
     log(f"reading {len(driving)} driving videos and {len(sources)} sources")
     pairs, failures = load_pairs(sources, driving, size, max_frames, seed)
     for failure in failures:
@@ -288,13 +295,11 @@ def run_animation_sweep(
         usable.append(pair)
     if not usable:
         raise InputError("the model could not animate any pair unperturbed: " + "; ".join(f["error"] for f in sweep.failures))
-    sweep.cells = store.fill(
-        cells, usable, lambda name, level, pair: _run_pair(animator, pair, name, level, store), progress
-    )
+    sweep.cells = store.fill(cells, usable, partial(_run_pair, animator, store=store), progress, map_cells)
     return sweep
 
 
-def _run_pair(animator, pair: Pair, name: str, level: int, store: CellStore) -> dict:
+def _run_pair(animator, name: str, level: int, pair: Pair, store: CellStore) -> dict:
     from fakelab.animation.api import resize_frame
     from fakelab.detection.glitch import find_glitches
     from fakelab.metrics.scores import l1_error
@@ -305,7 +310,7 @@ def _run_pair(animator, pair: Pair, name: str, level: int, store: CellStore) -> 
     else:
         needs = get_perturbation(name).needs_landmarks
         driving = perturb(name, pair.driving, level, pair.seed, pair.landmarks() if needs else None, pair.fps)
-        driving = [resize_frame(frame, animator.size) for frame in driving]
+        driving = [resize_frame(frame, animator.size or SWEEP_SIZE) for frame in driving]
     record["tracking_failures"] = _tracking_failures(driving)
     try:
         generated = pair.reference if name == "clean" else list(animator.animate(pair.source, driving))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser, max_frames: int) -> No
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
     parser.add_argument("--restart", action="store_true", help="forget the cells stored in OUTPUT and start again")
+    from fakelab.scale.commands import add_ray_arguments
+
+    add_ray_arguments(parser, "one Ray actor per CPU computes whole cells; the results are the serial sweep's")
 
 
 def _register_detection(kinds) -> None:
@@ -116,7 +120,7 @@ def _register_animation(kinds) -> None:
     )
     parser.add_argument("--source", nargs="+", default=[], type=Path, help="source images (default: self-reenactment)")
     parser.add_argument("--driving", nargs="+", required=True, type=Path, help="driving videos")
-    parser.add_argument("--model", choices=list(MODELS), default="landmark-warp", help="animation model (default landmark-warp)")
+    parser.add_argument("--model", choices=list(MODELS), default="portrait", help="animation model (default portrait, as fakelab animate)")
     parser.add_argument("--checkpoint", type=Path, help="FOMM checkpoint (with --model fomm)")
     parser.add_argument("--config", default="vox-256", help="FOMM config name or YAML path (default vox-256)")
     _add_sweep_arguments(parser, DEFAULT_MAX_FRAMES)
@@ -140,11 +144,25 @@ def _check_output(output: Path, inputs: list[Path]) -> None:
             raise InputError(f"the output folder {output} is an input: give another path")
 
 
-def _progress(description: str):
+def _progress(description: str, unit: str = "clip"):
     def wrap(steps, total):
-        return tqdm(steps, total=total, desc=description, unit="clip", file=sys.stderr, disable=None)
+        return tqdm(steps, total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
 
     return wrap
+
+
+@contextlib.contextmanager
+def _cell_map(args: argparse.Namespace, description: str):
+    """(map_cells, progress) for the sweep: on Ray with --ray (progress by cell), else serial."""
+    if args.ray is None:
+        yield None, _progress(description)
+        return
+    from fakelab.scale.cells import ray_cell_map
+    from fakelab.scale.commands import check_ray_arguments
+
+    check_ray_arguments(args)
+    with ray_cell_map(args.ray, args.ray_cpus) as map_cells:
+        yield map_cells, _progress(description + " (ray)", unit="cell")
 
 
 def _log(message: str) -> None:
@@ -168,10 +186,11 @@ def run_detection(args: argparse.Namespace) -> None:
     else:
         scorer = CueScorer()
         scorer_id = {"method": "cues"}
-    sweep = run_detection_sweep(
-        scorer, real, fake, args.output, names, args.levels, args.max_frames, args.threshold, args.seed,
-        settings=scorer_id, restart=args.restart, progress=_progress("stress detection"), log=_log,
-    )
+    with _cell_map(args, "stress detection") as (map_cells, progress):
+        sweep = run_detection_sweep(
+            scorer, real, fake, args.output, names, args.levels, args.max_frames, args.threshold, args.seed,
+            settings=scorer_id, restart=args.restart, progress=progress, log=_log, map_cells=map_cells,
+        )
     paths = write_detection_report(sweep, args.output)
     clean = sweep.summary("clean", 0)
     print(f"unperturbed: AUC {clean['auc']:.3f}, accuracy {clean['accuracy']:.3f} over {len(sweep.clean()['results'])} clips")
@@ -193,10 +212,11 @@ def run_animation(args: argparse.Namespace) -> None:
         raise InputError(f"--checkpoint is for --model fomm; {args.model} needs no weights")
     animator = build_animator(args.model, args.checkpoint, args.config)
     settings = {"checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else None, "config": args.config if args.model == "fomm" else None}
-    sweep = run_animation_sweep(
-        animator, args.model, args.source, args.driving, args.output, names, args.levels, args.max_frames,
-        args.seed, settings=settings, restart=args.restart, progress=_progress("stress animation"), log=_log,
-    )
+    with _cell_map(args, "stress animation") as (map_cells, progress):
+        sweep = run_animation_sweep(
+            animator, args.model, args.source, args.driving, args.output, names, args.levels, args.max_frames,
+            args.seed, settings=settings, restart=args.restart, progress=progress, log=_log, map_cells=map_cells,
+        )
     paths = write_animation_report(sweep, args.output)
     clean = sweep.summary("clean", 0)
     print(f"unperturbed: glitch rate {clean['glitch_rate']:.3f}, tracking failures {clean['tracking_failures']:.3f}")

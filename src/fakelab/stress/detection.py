@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -209,11 +210,13 @@ def run_detection_sweep(
     progress: Callable[[Iterable, int], Iterable] | None = None,
     log: Callable[[str], None] = lambda message: None,
     cells: Sequence[tuple[str, int]] | None = None,
+    map_cells: Callable | None = None,
 ) -> DetectionSweep:
     """Run (or resume) the sweep into the folder `output`; returns every cell.
 
     `cells` ((perturbation, level) pairs; the unperturbed cell is always added) replaces
-    `perturbations` x `levels` when given."""
+    `perturbations` x `levels` when given. `map_cells` computes the cells elsewhere
+    (`fakelab.scale.cells.ray_cell_map`); the results are the same."""
     log(f"reading {len(real)} real and {len(fake)} fake clips")
     clips, failures = load_clips(real, fake, max_frames, seed)
     for failure in failures:
@@ -234,9 +237,7 @@ def run_detection_sweep(
     sweep = DetectionSweep(getattr(scorer, "name", "scorer"), threshold, failures=failures)
     cells = sweep_cells(perturbations, levels, cells)
     log(f"{len(cells)} cells ({len(cells) - len(store.pending(cells))} already done), {len(clips)} clips")
-    sweep.cells = store.fill(
-        cells, clips, lambda name, level, clip: _score_clip(scorer, clip, name, level, store), progress
-    )
+    sweep.cells = store.fill(cells, clips, partial(_score_clip, scorer, store=store), progress, map_cells)
     unusable = [r["file"] for r in sweep.clean()["results"] if r["score"] is None]
     if unusable:
         # A clip the detector cannot score unperturbed says nothing about perturbations.
@@ -251,7 +252,7 @@ def run_detection_sweep(
     return sweep
 
 
-def _score_clip(scorer, clip: Clip, name: str, level: int, store: CellStore) -> dict:
+def _score_clip(scorer, name: str, level: int, clip: Clip, store: CellStore) -> dict:
     record = {"file": str(clip.path), "label": clip.label, "score": None, "error": None}
     try:
         if name == "clean":

@@ -74,10 +74,20 @@ class CellStore:
         units: Sequence,
         compute: Callable[[str, int, object], dict],
         progress: Callable[[Iterable, int], Iterable] | None = None,
+        map_cells: Callable | None = None,
     ) -> dict[tuple[str, int], dict]:
         """Compute each pending cell unit by unit (`compute(name, level, unit)` gives one
-        record), store it when its last unit is done, and return every cell as stored."""
+        record), store it when its last unit is done, and return every cell as stored.
+
+        `map_cells(compute, cells, units)`, when given, computes whole cells elsewhere (on Ray:
+        `fakelab.scale.cells`) and yields ((name, level), records) as each finishes; the
+        progress then counts cells."""
         pending = self.pending(cells)
+        if map_cells is not None:
+            finished = map_cells(compute, pending, units)
+            for (name, level), records in progress(finished, len(pending)) if progress else finished:
+                self.save(name, level, {"results": records})
+            return {cell: self.load(*cell) for cell in cells}
         steps = ((cell, unit) for cell in pending for unit in units)
         steps = progress(steps, len(pending) * len(units)) if progress else steps
         records: dict[tuple[str, int], list[dict]] = {cell: [] for cell in pending}
