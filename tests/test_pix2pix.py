@@ -304,7 +304,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(paired, tmp_path):
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signal.SIGTERM, stderr  # as a shell reports a process SIGTERM ended
     assert f"stopped at step {saved_step(run)}" in stderr and "Traceback" not in stderr
 
 

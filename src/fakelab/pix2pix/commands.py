@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> None:
     held_out = ", ".join(f"{name} {value:.4g}" for name, value in result.held_out.items())
     if result.stopped_early:
         print(f"stopped at step {result.step} (epoch {result.epoch}); continue with --resume", file=sys.stderr)
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
+        raise SystemExit(128 + result.signal if result.signal else INTERRUPTED_EXIT_CODE)
     print(f"trained to step {result.step} (epoch {result.epoch}){'; held-out ' + held_out if held_out else ''} -> {result.run_dir}")
 
 

@@ -124,6 +124,7 @@ class TrainResult:
     run_dir: Path
     stopped_early: bool
     held_out: dict[str, float]
+    signal: int | None = None  # the signal that stopped it early (SIGINT, SIGTERM, SIGHUP)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -366,7 +367,7 @@ def _loop(model, train_pairs, test_pairs, run_dir, start_step, end_step, steps_p
     finally:
         bar.close()
         monitor.close()
-    return TrainResult(step, step // steps_per_epoch, run_dir, stopped, held_out)
+    return TrainResult(step, step // steps_per_epoch, run_dir, stopped, held_out, stop.signum if stopped else None)
 
 
 class EpochPage:
