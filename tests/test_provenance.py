@@ -49,6 +49,23 @@ def test_watermark_round_trip_survives_downscale_and_crop(talking_frames):
     assert not clean.found and clean.payload is None
 
 
+@pytest.mark.parametrize("portrait", ["s4.jpg", "s7.jpg"])
+def test_the_mark_reads_back_at_native_portrait_sizes(portrait):
+    # 720 and 852 px: tiles of 192 px. The detector high-passes at the tile's own scale; at
+    # full resolution it lost most of such a mark and these frames were unreadable.
+    from fakelab.video import load_image
+    from tests.conftest import shared_path
+
+    image = load_image(shared_path("media", portrait))
+    payload = Payload(content_id=0x0BADCAFE, version=(0, 1))
+    marked = Watermarker(payload).mark(image)
+    assert 10 * np.log10(255**2 / np.mean((marked.astype(float) - image) ** 2)) > 30
+    assert read_frames([marked]).payload == payload
+    half = cv2.resize(marked, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    assert read_frames([half]).payload == payload
+    assert not read_frames([image]).found
+
+
 @pytest.fixture(scope="module")
 def animated(tmp_path_factory, talking_frames):
     from tests.conftest import shared_path

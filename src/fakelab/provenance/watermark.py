@@ -11,8 +11,9 @@ Scheme (spread spectrum over a tiled, smooth pattern; no secret: anyone can chec
   uniform correction cancels what the picture itself projects onto the patterns (informed
   embedding). Frames larger than 256 px get larger tiles (64 px per 256 px of the short
   side), so the mark keeps its size relative to the picture.
-- Detection needs neither the tile size nor where the picture was cut: the high-passed luma
-  of the frames is resampled for each candidate period (24 to 1024 px, 1.2% steps), folded
+- Detection needs neither the tile size nor where the picture was cut: the luma of the
+  frames is resampled for each candidate period (24 to 1024 px, 1.2% steps) to 64 px tiles,
+  high-passed at that scale, folded
   onto one 64x64 tile (every tile of every frame averaged) and cross-correlated with the
   pilot at every cyclic shift. The period and shift with the sharpest pilot peak give the
   tile's scale and origin; the 140 correlations there are decoded by soft Viterbi, and the
@@ -264,7 +265,7 @@ class Watermarker:
             self._planes = {(height, width, unit): plane}  # one size per stream: keep one plane
         # A larger frame has more pixels per bit (tiles grow with `unit`), so it needs less
         # strength for the same reading: at 600x704, strength 3 would show as a mottled texture.
-        strength = self.strength / unit
+        strength = self.strength
         delta = strength * mask * plane
         # What the detector would read from this frame, and the correction that gives the pilot
         # and every bit the margin they would have on a flat picture. Twice: borders and
@@ -273,9 +274,9 @@ class Watermarker:
         target = self._weights * strength * float(mask.mean()) * _high_pass_gain()
         for _ in range(2):
             marked = np.clip(luma + delta, 0, 255)
-            folded, count = _fold(_high_pass(marked), period)
+            folded, count = _fold(marked, period)
             projections = _project(_all_patterns(), folded / np.maximum(count, 1))
-            limit = CORRECTION_LIMIT / unit * np.abs(target)
+            limit = CORRECTION_LIMIT * np.abs(target)
             correction = np.clip(target - projections, -limit, limit) / _high_pass_gain()
             delta += self._tiled(_combine(correction, _all_patterns()), height, width, unit)
         return np.clip(np.rint(frame.astype(np.float32) + delta[..., None]), 0, 255).astype(np.uint8)
@@ -340,13 +341,19 @@ def _high_pass(luma: np.ndarray) -> np.ndarray:
     return luma - cv2.GaussianBlur(luma, (0, 0), HIGH_PASS_SIGMA)
 
 
-def _fold(residual: np.ndarray, period: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of the residual over every tile (after resampling to a 64 px period) and the count."""
-    height, width = residual.shape
+def _fold(luma: np.ndarray, period: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the high-passed luma over every tile and the count, at the tile's own scale.
+
+    The luma is resampled to a 64 px period first and high-passed there: the pattern then
+    meets the same filter at every frame size. (High-passed at full resolution, a mark on
+    tiles of 128 px or more lost three quarters of its energy to the filter, and the marker,
+    calibrated at 64 px, under-corrected: frames of 512 px and more were often unreadable.)"""
+    height, width = luma.shape
     new_width = max(TILE, round(width * TILE / period[0]))
     new_height = max(TILE, round(height * TILE / period[1]))
     shrinking = new_width < width
-    resized = cv2.resize(residual, (new_width, new_height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    resized = cv2.resize(luma, (new_width, new_height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    resized = _high_pass(resized)
     pad_y, pad_x = -new_height % TILE, -new_width % TILE
     padded = np.pad(resized, ((0, pad_y), (0, pad_x)))
     weights = np.pad(np.ones_like(resized), ((0, pad_y), (0, pad_x)))
@@ -354,11 +361,11 @@ def _fold(residual: np.ndarray, period: tuple[float, float]) -> tuple[np.ndarray
     return padded.reshape(shape).sum(axis=(0, 2)), weights.reshape(shape).sum(axis=(0, 2))
 
 
-def _folded_tile(residuals: Sequence[np.ndarray], period: float) -> np.ndarray:
+def _folded_tile(lumas: Sequence[np.ndarray], period: float) -> np.ndarray:
     total = np.zeros((TILE, TILE), np.float64)
     count = np.zeros((TILE, TILE), np.float64)
-    for residual in residuals:
-        folded, weight = _fold(residual, (period, period))
+    for luma in lumas:
+        folded, weight = _fold(luma, (period, period))
         total += folded
         count += weight
     tile = total / np.maximum(count, 1)
@@ -394,10 +401,10 @@ def read_frames(frames: Sequence[np.ndarray]) -> WatermarkReading:
     """Read the mark from frames of one stream (same size; any scale and crop of the marked ones)."""
     if not frames:
         raise ValueError("no frames to read a watermark from")
-    residuals = [_high_pass(_luma(frame)) for frame in frames]
-    height, width = residuals[0].shape
+    lumas = [_luma(frame) for frame in frames]  # high-passed by `_fold`, at each period's scale
+    height, width = lumas[0].shape
     # Coarse search on a few frames, then a fine one around the best periods on all of them.
-    probe = residuals[:: max(1, len(residuals) // SEARCH_FRAMES)][:SEARCH_FRAMES]
+    probe = lumas[:: max(1, len(lumas) // SEARCH_FRAMES)][:SEARCH_FRAMES]
     coarse = sorted(
         ((_pilot_peak(_folded_tile(probe, period))[0], period) for period in _candidate_periods(height, width)),
         reverse=True,
@@ -405,7 +412,7 @@ def read_frames(frames: Sequence[np.ndarray]) -> WatermarkReading:
     best = (-np.inf, float(TILE), np.zeros((TILE, TILE)), (0, 0), 1.0)
     for _, around in coarse[:3]:
         for period in around * (1 + np.linspace(-PERIOD_STEP, PERIOD_STEP, 7)):
-            tile = _folded_tile(residuals, period)
+            tile = _folded_tile(lumas, period)
             ratio, shift, spread = _pilot_peak(tile)
             if ratio > best[0]:
                 best = (ratio, float(period), tile, shift, spread)
