@@ -324,9 +324,11 @@ def _start_stress(runner: JobRunner, options: dict, path_of) -> Job:
     if kind not in STRESS_PLOTS:
         raise UploadError(f"unknown stress test {kind!r} (animation or detection)")
     names = options.get("perturbations") or list(STRESS_PERTURBATIONS)
+    if not isinstance(names, list):
+        raise UploadError(f"perturbations are a list of names, got {names!r}")
     unknown = [name for name in names if name not in PERTURBATIONS]
-    if unknown or not isinstance(names, list):
-        raise UploadError(f"unknown perturbation {unknown[0] if unknown else names!r}")
+    if unknown:
+        raise UploadError(f"unknown perturbation {unknown[0]!r} (known: {', '.join(PERTURBATIONS)})")
     levels_text = str(options.get("levels") or STRESS_LEVELS)
     try:
         levels = sorted({int(part) for part in levels_text.split(",") if part.strip()})
