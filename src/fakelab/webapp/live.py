@@ -136,27 +136,25 @@ def add_routes(app, runner: JobRunner, error) -> None:
         return StreamingResponse(relay(), media_type=child.headers["Content-Type"],
                                  headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/live/{job_id}/status")
-    def status(job_id: str):
+    def ask_child(job_id: str, path: str, post: bool = False):
+        """The child's JSON answer at `path`, or one line saying why there is none."""
         port = _preview_port(runner, job_id)
         if port is None:
             return error("that live preview is not running", 404)
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as answer:
-                return json.loads(answer.read())
-        except (urllib.error.URLError, OSError, ValueError) as problem:
-            return error(f"the live preview does not answer ({problem})", 502)
-
-    @app.post("/api/live/{job_id}/control/{action}")
-    def control(job_id: str, action: str):
-        if action not in CONTROLS:
-            return error(f"unknown control {action!r} ({', '.join(CONTROLS)}; Stop ends the preview)")
-        port = _preview_port(runner, job_id)
-        if port is None:
-            return error("that live preview is not running", 404)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/control/{action}", data=b"", method="POST")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"" if post else None,
+                                         method="POST" if post else "GET")
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:
                 return json.loads(answer.read())
         except (urllib.error.URLError, OSError, ValueError) as problem:
             return error(f"the live preview does not answer ({problem})", 502)
+
+    @app.get("/api/live/{job_id}/status")
+    def status(job_id: str):
+        return ask_child(job_id, "/status")
+
+    @app.post("/api/live/{job_id}/control/{action}")
+    def control(job_id: str, action: str):
+        if action not in CONTROLS:
+            return error(f"unknown control {action!r} ({', '.join(CONTROLS)}; Stop ends the preview)")
+        return ask_child(job_id, f"/control/{action}", post=True)
