@@ -130,6 +130,20 @@ def wait_for(url: str, job: dict, timeout: float = 300) -> dict:
     return job
 
 
+def test_a_cancelled_stress_sweep_leaves_nothing(server):
+    url, workdir = server
+    demo = post(f"{url}/api/demo", b"")[1]
+    status, job = start_job(url, "stress", {"driving": demo["driving"]["id"], "perturbations": ["blur", "hand"], "levels": "1,2,3,4,5"})
+    assert status == 200
+    deadline = time.monotonic() + 120
+    while not (workdir / "jobs" / job["id"] / "out" / "cells").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the sweep has started writing
+    post(f"{url}/api/jobs/{job['id']}/cancel", b"")
+    job = wait_for(url, job, 60)
+    assert (job["state"], job["message"]) == ("cancelled", "cancelled; no output was kept")
+    assert list((workdir / "jobs" / job["id"]).iterdir()) == []
+
+
 @pytest.mark.skipif(bool(glob.glob("/dev/video*")), reason="this machine has a camera")
 def test_live_without_a_camera_says_so_in_one_line(server):
     url, _ = server

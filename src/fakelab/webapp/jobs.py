@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ class Job:
     measure: Callable[["Job"], float | None] | None = None  # progress read from the outputs (no tqdm bar)
     exclusive: bool = True  # waits for the jobs before it (a live preview runs beside them)
     stop_keeps_output: bool = False  # cancel is a normal stop (live: the recording is kept)
+    partial_outputs: tuple[str, ...] = ()  # what a cancelled job leaves unfinished in its folder (removed)
     state: str = "queued"  # queued, running, done, failed, cancelled
     progress: float = 0.0  # 0..1 within the current step
     step: int = 0
@@ -122,6 +124,8 @@ class JobRunner:
                     job.state, job.message = "failed", error or f"the job failed (exit status {code})"
                     return
             if job._cancelled and not job.stop_keeps_output:
+                for name in job.partial_outputs:  # a sweep's finished cells, say: half a result is none
+                    shutil.rmtree(job.folder / name, ignore_errors=True)
                 job.state, job.message = "cancelled", "cancelled; no output was kept"
                 return
             if job._cancelled and job._process_code != 0:

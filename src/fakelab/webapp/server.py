@@ -393,7 +393,8 @@ def _start_stress(runner: JobRunner, options: dict, path_of) -> Job:
             "summary": "".join(job.stdout).strip(),
         }
 
-    return runner.submit("stress", [command], finish, folder=folder, measure=measure, job_id=job_id)
+    return runner.submit("stress", [command], finish, folder=folder, measure=measure, job_id=job_id,
+                         partial_outputs=("out", "inputs"))
 
 
 def _start_attack(runner: JobRunner, options: dict, path_of) -> Job:
