@@ -107,7 +107,11 @@ def test_folder_scan_skips_a_broken_file_and_reports_the_rest(capsys, checkpoint
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith(f"{scan_folder / 'a_good.mp4'}: ") and "over 3 frames" in lines[0]
-    assert lines[1].startswith(f"{scan_folder / 'c_alpha.png'}: ") and "probability fake" in lines[1]
+    # Each file's provenance follows its score (or its failure), a broken file's too.
+    assert lines[1] == f"{scan_folder / 'a_good.mp4'}: provenance: no fakelab provenance found"
+    assert lines[2] == f"{scan_folder / 'b_broken.mp4'}: provenance: not readable"
+    assert lines[3].startswith(f"{scan_folder / 'c_alpha.png'}: ") and "probability fake" in lines[3]
+    assert lines[4] == f"{scan_folder / 'c_alpha.png'}: provenance: no fakelab provenance found"
     assert err.strip() == f"skipped {scan_folder / 'b_broken.mp4'}: {scan_folder / 'b_broken.mp4'} is not a readable video (Invalid data found when processing input)"
 
     text = report.read_text()

@@ -294,6 +294,11 @@ def test_recording_ten_seconds_has_one_frame_per_frame_shown_and_the_audio(media
     assert [flag["frame"] for flag in flags] == list(range(summary.frames_shown))
     assert all(0 <= flag["score"] <= 1 and isinstance(flag["reasons"], list) for flag in flags)
     assert sum(flag["flagged"] for flag in flags) == summary.frames_flagged
+    # The recording is fakelab's: every frame watermarked, the file signed with the avatar and the input as ingredients.
+    from fakelab.provenance import check_file
+
+    report = check_file(output)
+    assert report.watermark.found and report.manifest.valid and report.made_by_fakelab
 
 
 def test_ctrl_c_stops_every_thread_within_a_second_and_closes_the_recording(media_dir, tmp_path):
@@ -344,8 +349,11 @@ def test_remote_worker_renders_what_the_local_model_renders(avatars, media_dir, 
 
         output = tmp_path / "remote.mp4"
         summary = run_live([media_dir / "s7.jpg"], str(media_dir / "d0.mp4"), [str(output)], remote=worker.address,
-                           glitch=False, duration=3, handle_signals=False, keys=False)
+                           glitch=False, duration=3, handle_signals=False, keys=False, provenance=False)
         assert summary.frames_shown >= 3 and probe_video(output).frame_count == summary.frames_shown
+        from fakelab.provenance import check_file
+
+        assert not check_file(output).made_by_fakelab  # provenance=False (--no-provenance): neither label
         assert worker.frames >= summary.frames_shown
     finally:
         worker.close()

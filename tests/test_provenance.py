@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from itertools import islice
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -164,3 +165,39 @@ def test_detect_reports_provenance_before_the_score(animated, tmp_path):
     assert lines[0] == "provenance: made by fakelab"
     assert lines[3] == f"{output}: MADE BY FAKELAB (provenance), whatever the detector below says"
     assert lines[4].startswith(f"{output}: ")  # the detector's own verdict comes after
+
+
+def test_detect_folder_reports_provenance_per_file(animated, tmp_path):
+    """`fakelab detect DIR`: each file's provenance beside its score (JSON entry and text line),
+    for the CNN scan and for the cue detector; an unreadable file is a failure with none."""
+    import json
+    import shutil
+
+    from fakelab.detection.checkpoint import save_detector
+    from fakelab.detection.efficientnet import efficientnet_lite0
+
+    output, driving = animated
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    shutil.copy(output, folder / "a-animated.mp4")
+    shutil.copy(driving, folder / "b-driving.mp4")
+    (folder / "c-broken.mp4").write_bytes(b"not a video")
+    checkpoint = tmp_path / "lite0.safetensors"
+    save_detector(efficientnet_lite0(), checkpoint)
+
+    result = run_cli("detect", str(folder), "--checkpoint", str(checkpoint), "--frames", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    made = {Path(entry["file"]).name: entry["made_by_fakelab"] for entry in document["results"] + document["failures"]}
+    assert made == {"a-animated.mp4": True, "b-driving.mp4": False, "c-broken.mp4": False}
+    animated_entry = next(e for e in document["results"] if e["file"].endswith("a-animated.mp4"))
+    assert animated_entry["provenance"]["verdict"] == "made by fakelab"
+    assert animated_entry["provenance"]["c2pa"]["valid"] is True
+    assert document["failures"][0]["provenance"] is None
+
+    result = run_cli("detect", str(folder), "--method", "cues")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"{folder / 'a-animated.mp4'}: MADE BY FAKELAB (provenance), whatever the score says" in lines
+    assert f"{folder / 'b-driving.mp4'}: provenance: no fakelab provenance found" in lines
+    assert f"{folder / 'c-broken.mp4'}: provenance: not readable" in lines

@@ -144,6 +144,34 @@ def _provenance(source: Path, as_json: bool):
     return report
 
 
+class FolderProvenance:
+    """Provenance of every file of a scanned folder, read as each file's result comes: a marked
+    file is called fakelab's in the text output and in its JSON entry, whatever its score."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.reports: dict[str, object] = {}
+
+    def note(self, path: Path) -> None:
+        from fakelab.provenance.commands import provenance_report
+
+        report = provenance_report(path)
+        self.reports[str(path)] = report
+        if not self.as_json:
+            verdict = report.verdict() if report is not None else "not readable"
+            made = report is not None and report.made_by_fakelab
+            print(f"{path}: {'MADE BY FAKELAB (provenance), whatever the score says' if made else 'provenance: ' + verdict}",
+                  flush=True)
+
+    def annotate(self, entries: list[dict]) -> list[dict]:
+        """JSON entries (results or failures, each with its "file") with their provenance."""
+        for entry in entries:
+            report = self.reports.get(entry.get("file"))
+            entry["provenance"] = report.to_json() if report is not None else None
+            entry["made_by_fakelab"] = bool(report is not None and report.made_by_fakelab)
+        return entries
+
+
 def run_detect(args: argparse.Namespace) -> None:
     _check_scoring(args)
     source = Path(args.input)
@@ -175,11 +203,15 @@ def run_detect(args: argparse.Namespace) -> None:
         run_detect_cues(args, source, method, detector, provenance)
         return
     detector = with_backend(detector, args.backend)
+    folder = FolderProvenance(args.json) if source.is_dir() else None
     if source.is_dir():
         paths = media_files(source)
-        result = scan(
-            detector, paths, args.frames, args.threshold, args.face_detector, lambda o: _print_outcome(o, args.json)
-        )
+
+        def on_result(outcome: VideoScore | ScanFailure) -> None:
+            _print_outcome(outcome, args.json)
+            folder.note(outcome.source if isinstance(outcome, ScanFailure) else outcome.faces.source)
+
+        result = scan(detector, paths, args.frames, args.threshold, args.face_detector, on_result)
         if not result.scores:
             raise InputError(f"none of the {len(paths)} files in {source} could be scored")
     else:
@@ -194,6 +226,9 @@ def run_detect(args: argparse.Namespace) -> None:
         document = {"method": "cnn", "checkpoint": checkpoints, "arch": detector.arch, "threshold": args.threshold, **result.to_json()}
         if provenance is not None:
             document["provenance"] = provenance.to_json()
+        if folder is not None:
+            folder.annotate(document["results"])
+            folder.annotate(document["failures"])
         print(json.dumps(finite_json(document), indent=2, allow_nan=False))
     elif args.report:
         print(f"report written to {args.report}")
@@ -218,6 +253,7 @@ def run_detect_cues(
     """`fakelab detect --method cues|all` (`detector`: the CNN members of `all`): file by file, a
     failure is reported and the scan goes on."""
     paths = media_files(source) if source.is_dir() else [source]
+    folder = FolderProvenance(args.json) if source.is_dir() else None
     verdicts, combined, failures = [], [], []
     for path in paths:
         try:
@@ -227,6 +263,7 @@ def run_detect_cues(
                 raise
             failures.append(ScanFailure(path, str(error)))
             print(f"skipped {path}: {error}", file=sys.stderr)
+            folder.note(path)
             continue
         verdicts.append(cues)
         combined.append(together)
@@ -235,6 +272,8 @@ def run_detect_cues(
                 print(provenance.describe(), flush=True)
             print((together or cues).summary(), flush=True)
             print(cues.cue_table(), flush=True)
+        if folder is not None:
+            folder.note(path)
     if not verdicts:
         raise InputError(f"none of the {len(paths)} files in {source} could be scored")
     if args.report:
@@ -255,6 +294,9 @@ def run_detect_cues(
         }
         if provenance is not None:
             document["provenance"] = provenance.to_json()
+        if folder is not None:
+            folder.annotate(document["results"])
+            folder.annotate(document["failures"])
         print(json.dumps(finite_json(document), indent=2, allow_nan=False))
     elif args.report:
         print(f"report written to {args.report}")

@@ -124,6 +124,7 @@ def run_live(
     keys: bool | None = None,
     on_start: Callable[[LiveSession, PreviewServer | None], None] | None = None,
     handle_signals: bool = True,
+    provenance: bool = True,
 ) -> LiveSummary:
     """Run a live avatar until quit, Ctrl-C/SIGTERM, the end of a non-looped input, or `duration` seconds.
 
@@ -131,7 +132,8 @@ def run_live(
     paths (recordings of every frame shown, with the input's audio when `audio`).
     `model`: portrait (training-free, the default), landmark-warp, fomm
     (with `checkpoint`, `config`), or a ready AvatarModel; `remote` (HOST:PORT)
-    runs the model on a `fakelab live --serve` worker instead.
+    runs the model on a `fakelab live --serve` worker instead. Recordings carry fakelab's
+    provenance (watermarked frames, a signed C2PA manifest) unless `provenance` is False.
     """
     if duration is not None and not duration > 0:
         raise FakelabError("the duration must be a positive number of seconds")
@@ -160,7 +162,8 @@ def run_live(
             elif output == "virtualcam":
                 sinks.append(VirtualCamera(size, camera.fps))
             else:
-                sinks.append(Recorder(output, camera.fps, audio=camera.audio if audio else None))
+                sinks.append(Recorder(output, camera.fps, audio=camera.audio if audio else None,
+                                      signing=_signing(sources, input, model) if provenance else None))
             stack.callback(sinks[-1].close)
         detector = make_glitch_detector(glitch)
         log = None
@@ -226,6 +229,16 @@ def _run(session, preview, duration, keys, on_start, handle_signals, recordings,
         frames_flagged=session.flagged,
         flags_log=log.path if log is not None else None,
     )
+
+
+def _signing(sources, input: str, model) -> dict:
+    """How a recording is signed: the avatars and an input file hashed as its ingredients."""
+    from fakelab.provenance import TRAINED_ALGORITHMIC_MEDIA
+
+    inputs = [item for item in [*sources, input] if isinstance(item, (str, os.PathLike)) and Path(item).is_file()]
+    return dict(inputs=inputs, source_type=TRAINED_ALGORITHMIC_MEDIA,
+                description="live avatar: portrait animated in real time with the motion of a camera, video or stream",
+                parameters={"model": getattr(model, "name", None) or str(model), "live": True})
 
 
 def _wait_awake(wait: Callable[[float], bool], duration: float | None) -> None:

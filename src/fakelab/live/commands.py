@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fakelab.live.avatars import LIVE_MODELS
+from fakelab.provenance.commands import add_provenance_argument
 
 
 def register(subparsers) -> None:
@@ -47,6 +48,7 @@ def register(subparsers) -> None:
     parser.add_argument("--flags-log", metavar="JSONL",
                         help="failure flags per output frame (default: beside the recording, NAME.flags.jsonl)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    add_provenance_argument(parser)
     parser.set_defaults(handler=run_live_command, keeps_finished_outputs=True)  # a recording closed on stop is kept
 
 
@@ -84,6 +86,6 @@ def run_live_command(args: argparse.Namespace) -> None:
         remote=args.remote, crop=not args.no_crop, loop=not args.no_loop, audio=not args.no_audio,
         mirror=args.mirror, overlay=args.overlay, stats=not args.no_stats,
         glitch=not args.no_glitch_check, flags_log=args.flags_log, host=args.host, port=args.port,
-        duration=args.duration, on_start=started,
+        duration=args.duration, on_start=started, provenance=not args.no_provenance,
     )
     print(summary.summary(), file=sys.stdout, flush=True)

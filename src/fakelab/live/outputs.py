@@ -31,8 +31,14 @@ class Recorder:
     (atomically) when the recorder is closed.
     """
 
-    def __init__(self, path: str | Path, fps: float, audio: Path | None = None):
+    def __init__(self, path: str | Path, fps: float, audio: Path | None = None, signing: dict | None = None):
+        """`signing`: the arguments of `Stamp.sign` (inputs, description, parameters) when the
+        recording carries fakelab's provenance: every frame watermarked, the file signed on close."""
+        from fakelab.provenance import Stamp
+
         self.path = Path(path)
+        self._stamp = Stamp.new(enabled=signing is not None)
+        self._signing = signing
         self._writer = VideoWriter(self.path, fps, audio=audio, live=True)
         self._writer.__enter__()
         self._first_index: int | None = None
@@ -44,7 +50,7 @@ class Recorder:
             self._first_index = shown.capture_index
         # With audio the input's frame grid is kept from its start, where the audio starts.
         start = 0 if self.audio is not None else self._first_index
-        self._writer.write(frame, index=shown.capture_index - start)
+        self._writer.write(self._stamp.mark(frame), index=shown.capture_index - start)
         self.frames_written = self._writer.frames_written
 
     def close(self) -> None:
@@ -55,6 +61,9 @@ class Recorder:
             writer.__exit__(FakelabError, FakelabError("no frames"), None)
             return
         writer.__exit__(None, None, None)
+        if self._signing is not None:
+            self._stamp.sign(self.path, [*self._signing["inputs"], self.audio], **{
+                key: value for key, value in self._signing.items() if key != "inputs"})
 
 
 class VirtualCamera:

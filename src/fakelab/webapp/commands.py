@@ -14,7 +14,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="open the local web app (animate, detect, attack) in a browser",
+        help="open the local web app (animate, detect, attack, stress, live) in a browser",
         description="Serve fakelab's web app at http://HOST:PORT. It binds to this machine only by default; "
         "nothing is fetched from the internet and no analytics are sent.",
     )
