@@ -353,18 +353,30 @@ def test_attack_video_changes_only_the_face_crop_within_eps(clips, tiny_detector
 
 
 def test_fakelab_attack_command(clips, lite0_detector, tmp_path, capsys):
+    from copy import deepcopy
+
+    from fakelab.attacks.video import face_boxes
+
+    # The probe fitted on other crops scores these two frames near its threshold: shift its
+    # bias so that both are called fake by 2 log-odds, which the attack then has to undo.
+    # No provenance: this few-shot probe moved by several log-odds under the watermark.
+    detector = deepcopy(lite0_detector)
+    boxes, _ = face_boxes(clips["fake"], 2)
+    frames = list(islice(iter_frames(clips["fake"]), 2))
+    logits = score_frames(detector, [crop_frame(f, box, detector.input_spec.size) for f, box in zip(frames, boxes)])
+    with torch.no_grad():
+        detector.classifier.bias += 2.0 - float(np.min(logits))
     checkpoint = tmp_path / "lite0.safetensors"
-    save_detector(lite0_detector, checkpoint)
+    save_detector(detector, checkpoint)
     output = tmp_path / "out.mp4"
     code = main([
         "attack", str(clips["fake"]), "--detector", str(checkpoint), "-o", str(output),
-        "--frames", "2", "--eps", "8", "--recompress", "30",
+        "--frames", "2", "--eps", "8", "--recompress", "30", "--no-provenance",
     ])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "ifgsm: frames called fake " in printed and "-> 0%" in printed and "CRF 30" in printed
+    assert "ifgsm: frames called fake 100% -> 0%" in printed and "CRF 30" in printed
     data = json.loads(report_paths(output)[0].read_text())
-    assert data["overall"]["before"]["frames_called_fake"] > 0 and data["overall"]["after"]["frames_called_fake"] == 0
     assert data["config"]["eps"] == pytest.approx(8 / 255) and data["detector"] == "efficientnet-lite0"
     assert output.exists() and (tmp_path / "out.lossless.mkv").exists() and (tmp_path / "out.crf30.mp4").exists()
 
