@@ -44,8 +44,10 @@ def encode(frames, path: Path, crf: int) -> list[np.ndarray]:
 
 
 def screenshot(frame: np.ndarray, path: Path) -> list[np.ndarray]:
-    canvas = np.full((720, 1280, 3), 40, np.uint8)
     top, left = 131, 377
+    # A 1280x720 "player", or a larger screen for a frame that does not fit in one.
+    height, width = max(720, frame.shape[0] + 2 * top), max(1280, frame.shape[1] + 2 * left)
+    canvas = np.full((height, width, 3), 40, np.uint8)
     canvas[top : top + frame.shape[0], left : left + frame.shape[1]] = frame
     cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     return [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)]

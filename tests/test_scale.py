@@ -106,10 +106,30 @@ def test_ray_scan_gives_the_serial_verdicts_and_records_the_broken_file(ray_addr
         assert ray_entry["score"] == pytest.approx(score.score, abs=1e-5)
         assert ray_entry["verdict"] == ("fake" if score.score >= threshold else "real")
     assert {entry["verdict"] for entry in by_file.values()} == {"fake", "real"}
+    # Provenance as the serial folder scan reports it: these cut clips carry no mark.
+    assert all(e["made_by_fakelab"] is False and e["provenance"]["watermark"]["found"] is False for e in by_file.values())
     [failure] = document["failures"]
     assert failure["file"].endswith(f"clip-{CLIPS - 1:03d}.mp4") and "not a readable video" in failure["error"]
     assert [f.source.name for f in result.failures] == [Path(failure["file"]).name]
     assert len(ledger_entries(ledger)) == CLIPS  # every file once, the broken one included
+
+
+def test_the_ray_task_reads_a_marked_file_as_fakelab(clips, tmp_path):
+    from fakelab.provenance import Payload, Watermarker
+    from fakelab.scale.commands import _summary
+    from fakelab.scale.detect import file_provenance
+    from fakelab.video import VideoWriter, iter_frames
+
+    marked = tmp_path / "marked.mp4"
+    watermarker = Watermarker(Payload.new())
+    with VideoWriter(marked, 25) as writer:
+        for frame in iter_frames(clips / "clip-000.mp4"):  # 6 frames of 192 px: a small mark to read
+            writer.write(watermarker.mark(frame))
+    fields = file_provenance(marked)
+    assert fields["made_by_fakelab"] and fields["provenance"]["watermark"]["found"]
+    entry = {"file": str(marked), "verdict": "real", "score": 0.1, "frames_scored": 6, **fields}
+    assert _summary(entry).endswith("MADE BY FAKELAB (provenance), whatever the score says")
+    assert file_provenance(clips / "clip-000.mp4")["made_by_fakelab"] is False
 
 
 def test_a_killed_scan_resumes_without_rescoring(ray_address, clips, checkpoint, capsys, tmp_path):
@@ -147,7 +167,6 @@ def test_a_killed_scan_resumes_without_rescoring(ray_address, clips, checkpoint,
     code, out, err = run_cli(capsys, "detect", clips, "--checkpoint", checkpoint, "--frames", FRAMES, "--ray", "--ledger", ledger)
     assert code == 0 and f"resumed: {CLIPS} file(s)" in err and ledger.read_text().count("\n") == CLIPS + 1
 
-
 def test_ray_prepare_writes_the_serial_dataset(ray_address, clips, tmp_path, capsys):
     videos = [clips / "clip-000.mp4", clips / "clip-001.mp4"]
     args = ["--size", "64", "--min-frames", "4", "--format", "mp4", "--split", "train"]
@@ -159,10 +178,8 @@ def test_ray_prepare_writes_the_serial_dataset(ray_address, clips, tmp_path, cap
         assert (tmp_path / "serial" / "train" / name).read_bytes() == (tmp_path / "ray" / "train" / name).read_bytes()
     capsys.readouterr()
 
-
 def _cells(folder: Path) -> dict[str, list[dict]]:
     return {p.name: json.loads(p.read_text())["results"] for p in sorted((folder / "cells").iterdir())}
-
 
 def test_ray_stress_sweep_gives_the_serial_cells_and_resumes(ray_address, clips, checkpoint, tmp_path, capsys):
     real, fake = tmp_path / "real", tmp_path / "fake"
@@ -191,7 +208,6 @@ def test_ray_stress_sweep_gives_the_serial_cells_and_resumes(ray_address, clips,
     assert stamps.items() <= {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ray" / "cells").iterdir()}.items()
     assert (tmp_path / "ray" / "cells" / "compression-5.json").exists()
 
-
 def test_bad_ray_input_is_one_line(checkpoint, clips, tmp_path, capsys):
     """None of these start Ray: they fail before."""
     ledger = tmp_path / "other.jsonl"
@@ -214,7 +230,6 @@ def test_bad_ray_input_is_one_line(checkpoint, clips, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "--ray-cpus must be at least 1" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.jsonl"]
-
 
 def test_ledger_drops_a_partial_last_line_and_refuses_another_job(tmp_path):
     path = tmp_path / "ledger.jsonl"

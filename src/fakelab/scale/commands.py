@@ -83,4 +83,7 @@ def run_ray_detect(args: argparse.Namespace, folder: Path, checkpoint) -> None:
 
 
 def _summary(entry: dict) -> str:
-    return f"{entry['file']}: {entry['verdict'].upper()} (score {entry['score']:.3f}, {entry['frames_scored']} frames)"
+    line = f"{entry['file']}: {entry['verdict'].upper()} (score {entry['score']:.3f}, {entry['frames_scored']} frames)"
+    if entry.get("made_by_fakelab"):
+        line += "; MADE BY FAKELAB (provenance), whatever the score says"
+    return line

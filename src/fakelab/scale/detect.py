@@ -50,16 +50,35 @@ class RayScanResult:
         return {"scoring": SCORING_RULE, "ledger": str(self.ledger), "results": self.results, "failures": self.failures}
 
 
-def extract_faces(path: str, size: int, frames: int, face_detector: str | None) -> tuple[str | None, FaceCrops | None]:
-    """(error, crops) of one file; runs as a Ray task. A file that cannot be read or has no
-    face is an error to record, as in the serial scan; so is any other failure of this
-    file (a broken container can trip the decoder in unexpected ways)."""
+def extract_faces(
+    path: str, size: int, frames: int, face_detector: str | None
+) -> tuple[str | None, FaceCrops | None, dict]:
+    """(error, crops, provenance) of one file; runs as a Ray task. A file that cannot be read
+    or has no face is an error to record, as in the serial scan; so is any other failure of
+    this file (a broken container can trip the decoder in unexpected ways). The provenance
+    is what the serial scan adds to each entry: its report, and whether it marks the file
+    as fakelab's."""
+    provenance = file_provenance(path)
     try:
-        return None, file_faces(path, size, frames, face_detector)
+        return None, file_faces(path, size, frames, face_detector), provenance
     except FakelabError as error:
-        return str(error), None
+        return str(error), None, provenance
     except Exception as error:  # noqa: BLE001 - one broken file must not end a long scan
-        return f"{path}: {type(error).__name__}: {error}", None
+        return f"{path}: {type(error).__name__}: {error}", None, provenance
+
+
+def file_provenance(path: PathLike) -> dict:
+    """The ledger fields of a file's provenance, as `fakelab detect DIR --json` gives them."""
+    from fakelab.provenance.commands import provenance_report
+
+    try:
+        report = provenance_report(path)
+    except Exception:  # noqa: BLE001 - an unreadable file is recorded by the face step
+        report = None
+    return {
+        "provenance": report.to_json() if report is not None else None,
+        "made_by_fakelab": bool(report is not None and report.made_by_fakelab),
+    }
 
 
 class DetectorActor:
@@ -135,25 +154,31 @@ def ray_scan(
 
 def _run(ray, ledger, todo, checkpoint, arch, device, size, frames, threshold, face_detector, actors, backend, on_entry) -> None:
     cpus = cluster_cpus(ray)
-    extract = ray.remote(num_cpus=1, num_returns=2, max_retries=1)(extract_faces)
+    extract = ray.remote(num_cpus=1, num_returns=3, max_retries=1)(extract_faces)
     # Scoring is a small share of the work: the actors take no CPU from the task slots.
     actor_class = ray.remote(num_cpus=0)(DetectorActor)
     pool = [actor_class.remote(checkpoint, arch, device, backend) for _ in range(actors or max(1, cpus // 4))]
     queue = deque(todo)
-    pending: dict = {}  # ref -> (stage, path, crops ref)
+    pending: dict = {}  # ref -> (stage, path, crops ref, provenance ref)
     in_flight_limit = 2 * cpus
     turn = 0
 
     def submit() -> None:
-        while queue and sum(stage == "faces" for stage, _, _ in pending.values()) < in_flight_limit:
+        while queue and sum(stage == "faces" for stage, *_ in pending.values()) < in_flight_limit:
             path = queue.popleft()
-            error_ref, crops_ref = extract.remote(str(path), size, frames, face_detector)
-            pending[error_ref] = ("faces", path, crops_ref)
+            error_ref, crops_ref, provenance_ref = extract.remote(str(path), size, frames, face_detector)
+            pending[error_ref] = ("faces", path, crops_ref, provenance_ref)
+
+    def provenance(ref) -> dict:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError:
+            return {"provenance": None, "made_by_fakelab": False}
 
     submit()
     while pending:
         (ref,), _ = ray.wait(list(pending), num_returns=1)
-        stage, path, crops_ref = pending.pop(ref)
+        stage, path, crops_ref, provenance_ref = pending.pop(ref)
         try:
             value = ray.get(ref)
         except ray.exceptions.RayError as error:  # a worker died on this file
@@ -164,12 +189,12 @@ def _run(ray, ledger, todo, checkpoint, arch, device, size, frames, threshold, f
             if value is None:  # crops ready: to an actor, round robin
                 actor = pool[turn % len(pool)]
                 turn += 1
-                pending[actor.score.remote(crops_ref, threshold)] = ("score", path, None)
+                pending[actor.score.remote(crops_ref, threshold)] = ("score", path, None, provenance_ref)
             else:
-                _finish(ledger, {"file": str(path), "error": value}, on_entry)
+                _finish(ledger, {"file": str(path), "error": value, **provenance(provenance_ref)}, on_entry)
             submit()
         else:
-            _finish(ledger, value, on_entry)
+            _finish(ledger, {**value, **provenance(provenance_ref)}, on_entry)
 
 
 def _finish(ledger: Ledger, entry: dict, on_entry) -> None:
