@@ -216,6 +216,8 @@ def test_browser_end_to_end(server, detector_checkpoint, tmp_path):
         wait_for_job(page, "detect")
         expect(page.locator("#detect-verdict")).to_have_text("made by fakelab")
         expect(page.locator("#detect-provenance")).to_contain_text("C2PA: valid (Trusted), signed by fakelab signer")
+        # The invisible mark too, on the demo's 512x512 frames (it was unreadable at that size).
+        expect(page.locator("#detect-provenance")).to_contain_text(re.compile(r"Watermark: fakelab \S+, content id [0-9a-f]{8}"))
         expect(page.locator("#detect-score")).to_contain_text("Detector (efficientnet-lite0)")
         expect(page.locator("#detect-cues-verdict")).to_contain_text(re.compile(r"^(real|fake): P\(fake\) 0\.\d{3} \(threshold 0.5\) over 75 frames"))
         expect(page.locator("#detect-cues tr")).to_have_count(13)  # a header and the 12 cues
