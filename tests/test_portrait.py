@@ -107,6 +107,59 @@ def test_extreme_poses_are_clamped(boy):
     assert np.linalg.norm(shift) <= options.max_shift * portrait.face_size + 1e-6
 
 
+def test_ordinary_poses_pass_unchanged(boy):
+    # The clamps bend only extreme poses: a 20 degree roll, a lean in and a shift of a
+    # fifth of a face reach the source exactly (the landmark error AKD counts).
+    image, landmarks = boy
+    portrait = PortraitAnimator().prepare(image, landmarks)
+    portrait.render(image, landmarks)
+    centre = portrait.centre
+    pose = similarity(20, 1.15, (0, 0))
+    moved = apply_affine(pose, landmarks - centre) + centre + (0.2 * portrait.face_size, 0)
+    _, _, target = portrait.targets(moved)
+    assert np.abs(target - moved).max() < 1e-6
+
+
+def test_outside_the_face_the_field_is_smoothed_but_the_face_follows(boy):
+    # dlib's landmarks come in whole pixels: a still driver jitters by a pixel. The
+    # face passes that on (it must follow a real driver without lag), the hair and
+    # background around it hardly move.
+    image, landmarks = boy
+    random = np.random.default_rng(0)
+    jittered = [landmarks] + [landmarks + random.integers(-1, 2, size=(1, 2)) for _ in range(24)]
+
+    def jitter(options):
+        portrait = PortraitAnimator(options=options).prepare(image, landmarks)
+        frames = np.stack([portrait.render(image, lm) for lm in jittered]).astype(np.float32)
+        second = np.abs(frames[2:] - 2 * frames[1:-1] + frames[:-2]).mean(axis=(0, 3))
+        still = portrait.still_region()
+        face = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillConvexPoly(face, cv2.convexHull(np.round(landmarks[:27]).astype(np.int32)), 1)
+        grown = cv2.dilate(face, np.ones((15, 15), np.uint8)) > 0
+        return second[face > 0].mean(), second[~grown & ~still].mean()
+
+    face, outside = jitter(PortraitOptions())
+    face_unfiltered, outside_unfiltered = jitter(PortraitOptions(outer_min_cutoff=1000.0))
+    assert outside < 0.3 * outside_unfiltered
+    assert face > 0.7 * face_unfiltered
+
+
+def test_the_chin_reaches_its_target_when_the_jaw_opens(boy):
+    # The head mask is 1 over the whole face hull: the chin moves in full.
+    image, landmarks = boy
+    portrait = PortraitAnimator().prepare(image, landmarks)
+    portrait.render(image, landmarks)
+    opened = landmarks.copy()
+    opened[5:12, 1] += 6
+    opened[55:60, 1] += 6
+    opened[64:68, 1] += 5
+    for _ in range(10):  # let the filters settle
+        portrait.render(image, opened)
+    moved, head, target = portrait.targets(opened)
+    field_at = portrait._sample_weight(target[5:12])
+    assert np.all(field_at > 0.999)
+
+
 def test_output_keeps_the_exact_source_size_and_never_squashes_a_wide_source(boy):
     image, landmarks = boy
     wide = cv2.copyMakeBorder(image, 0, 0, 100, 300, cv2.BORDER_REFLECT)  # 256 x 656
