@@ -109,7 +109,7 @@ class PortraitOptions:
     outer_margin: float = 0.03  # face sizes past the face's hull where the face's field holds in full
     outer_band: float = 0.03  # and over which it then gives way
     mouth_fill: bool = True
-    mouth_ramp: float = 0.025  # the fill fades in as the mouth opens this much (mouth widths squared)
+    mouth_ramp: float = 0.01  # the fill fades in as the mouth opens this much (mouth widths squared)
     gaze: bool = True
     max_gaze: float = 0.14  # iris shift, in eye widths
 
