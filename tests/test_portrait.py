@@ -22,6 +22,7 @@ from fakelab.animation.portrait import (
 )
 from fakelab.faces import crop_image
 from fakelab.faces.filters import OneEuroFilter
+from fakelab.faces.paste import face_outline
 from fakelab.video import VideoWriter, iter_frames, load_image, probe_video
 
 LOWER_LIP = [56, 57, 58, 65, 66, 67, 5, 6, 7, 8, 9, 10, 11]
@@ -134,14 +135,16 @@ def test_outside_the_face_the_field_is_smoothed_but_the_face_follows(boy):
         second = np.abs(frames[2:] - 2 * frames[1:-1] + frames[:-2]).mean(axis=(0, 3))
         still = portrait.still_region()
         face = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillConvexPoly(face, cv2.convexHull(np.round(landmarks[:27]).astype(np.int32)), 1)
-        grown = cv2.dilate(face, np.ones((15, 15), np.uint8)) > 0
+        cv2.fillConvexPoly(face, cv2.convexHull(np.round(face_outline(landmarks)).astype(np.int32)), 1)
+        # Past the band where the face's field gives way to the outer one.
+        band = round((options.outer_margin + options.outer_band) * portrait.face_size) + 2
+        grown = cv2.dilate(face, np.ones((2 * band + 1, 2 * band + 1), np.uint8)) > 0
         return second[face > 0].mean(), second[~grown & ~still].mean()
 
     face, outside = jitter(PortraitOptions())
     face_unfiltered, outside_unfiltered = jitter(PortraitOptions(outer_min_cutoff=1000.0))
-    assert outside < 0.3 * outside_unfiltered
-    assert face > 0.7 * face_unfiltered
+    assert outside < 0.15 * outside_unfiltered
+    assert face > 0.9 * face_unfiltered
 
 
 def test_the_chin_reaches_its_target_when_the_jaw_opens(boy):
