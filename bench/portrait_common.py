@@ -126,6 +126,8 @@ def flicker(frames: list[np.ndarray], landmarks: np.ndarray, still: np.ndarray |
     (a head that moves its hair along) hardly raises but flicker and one-frame
     jumps do. `still` (HxW bool) replaces "outside the face" by another region."""
     outside = ~face_mask(frames[0].shape, landmarks) if still is None else still
+    if not outside.any():
+        return float("nan"), float("nan"), float("nan")
     pixels = [frame[outside].astype(np.int16) for frame in frames]
     changes = np.array([np.abs(b - a).mean() for a, b in zip(pixels, pixels[1:])])
     jitter = np.array([np.abs(c - 2 * b + a).mean() for a, b, c in zip(pixels, pixels[1:], pixels[2:])])

@@ -120,7 +120,7 @@ def _line(row: dict) -> str:
         if model in row:
             (mean, jump, jitter), seam_ratio = row[model]["flicker"], row[model]["seam"]
             parts.append(
-                f"{model}: change {mean:.3f} (outside its region {row[model]['outside_animated']:.3f}) "
+                f"{model}: change {mean:.3f} (outside its region {_figure(row[model]['outside_animated'])}) "
                 f"jump {jump:.1f}x jitter {jitter:.3f} seam {seam_ratio:.2f} |log| {abs(np.log(seam_ratio)):.2f}"
             )
     return " | ".join(parts)
@@ -136,10 +136,14 @@ def table(rows: list[dict], baseline: bool = True) -> str:
         for model in models:
             (mean, jump, jitter), seam_ratio = row[model]["flicker"], row[model]["seam"]
             log_seam = row[model].get("seam_log", abs(np.log(seam_ratio)))
-            cells += [f"{mean:.3f}", f"{row[model]['outside_animated']:.3f}", f"{jump:.1f}x", f"{jitter:.3f}",
+            cells += [f"{mean:.3f}", _figure(row[model]["outside_animated"]), f"{jump:.1f}x", f"{jitter:.3f}",
                       f"{seam_ratio:.2f}", f"{log_seam:.2f}"]
         lines.append(f"| {row['pair']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _figure(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
 def _mean_row(rows: list[dict], models) -> dict:
@@ -149,7 +153,8 @@ def _mean_row(rows: list[dict], models) -> dict:
             "flicker": tuple(np.mean([row[model]["flicker"][i] for row in rows]) for i in range(3)),
             "seam": float(np.mean([row[model]["seam"] for row in rows])),
             "seam_log": float(np.mean([abs(np.log(row[model]["seam"])) for row in rows])),
-            "outside_animated": float(np.mean([row[model]["outside_animated"] for row in rows])),
+            # nan: no pixel of the frame is outside that model's region.
+            "outside_animated": float(np.nanmean([row[model]["outside_animated"] for row in rows])),
         }
     return mean
 

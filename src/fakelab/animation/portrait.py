@@ -87,6 +87,7 @@ class PortraitOptions:
     # The head's weight also follows the head: a pixel moves in full where the moved
     # head covers it, so a head shifted far keeps its whole face.
     follow_head: bool = True
+    anchor_reach: float = 0.3  # the expression field is held at zero this far past the face (face sizes)
     grid_cells: int = 40  # coarse-grid cells across one face size
     max_grid: int = 112  # at most this many grid points a side
     # One-Euro filters (tuned on d11, a lively talker: lag shows as landmark error).
@@ -109,6 +110,7 @@ class PortraitOptions:
     outer_margin: float = 0.03  # face sizes past the face's hull where the face's field holds in full
     outer_band: float = 0.03  # and over which it then gives way
     mouth_fill: bool = True
+    mouth_grow: float = 0.3  # the filled opening reaches this share of its height past the inner lips
     mouth_ramp: float = 0.01  # the fill fades in as the mouth opens this much (mouth widths squared)
     gaze: bool = True
     max_gaze: float = 0.14  # iris shift, in eye widths
@@ -354,7 +356,7 @@ class PreparedPortrait:
         directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
         # For each direction, beyond the farthest outline point along it.
         reach = np.max((outline - centre) @ directions.T, axis=0)
-        return centre + directions * (reach[:, None] + 0.3 * self.face_size)
+        return centre + directions * (reach[:, None] + self.options.anchor_reach * self.face_size)
 
     def _new_filter(self) -> OneEuroFilter:
         cutoff = np.full((68, 1), self.options.min_cutoff)
@@ -601,6 +603,19 @@ class PreparedPortrait:
         ramp = max(self.options.mouth_ramp * self._mouth_width**2, self._mouth_opening)
         return float(np.clip(new / ramp, 0.0, 1.0))
 
+    def _driving_lip_colour(self, frame: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Mean Lab colour of the driving lips, measured in the driving frame itself: in
+        the mapped patch the lip ring is only as good as the affine fit, and an open
+        mouth's dark inside leaked into it (the colour shift then lit the inside up)."""
+        lips = raw[OUTER_LIPS]
+        height, width = frame.shape[:2]
+        x0, y0 = np.maximum(np.floor(lips.min(axis=0)).astype(int) - 3, 0)
+        x1, y1 = np.ceil(lips.max(axis=0)).astype(int) + 4
+        x1, y1 = min(x1, width), min(y1, height)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return self._lip_colour
+        return self._ring_colour(_lab(frame[y0:y1, x0:x1]), raw - (x0, y0))
+
     def _fill_mouth(self, out: np.ndarray, frame: np.ndarray, raw: np.ndarray, target: np.ndarray) -> None:
         alpha_strength = self._mouth_alpha(target)
         height, width = out.shape[:2]
@@ -618,7 +633,7 @@ class PreparedPortrait:
         patch = cv2.warpAffine(frame, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         lab = _lab(patch)
         local = target - (x0, y0)
-        driving_lips = self._ring_colour(lab, local)
+        driving_lips = self._driving_lip_colour(frame, raw)
         # The interior's colour follows the source's lips: lightness half way, so that
         # teeth stay bright in a dark painting; hue in proportion to each pixel's own
         # colourfulness (squared), so that the red inside of the mouth takes the
@@ -630,6 +645,13 @@ class PreparedPortrait:
         lab[..., 1:] += share * shift[1:]
         patch = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255, 0, 255)
         mask = _polygon_mask(patch.shape[:2], local[INNER_LIPS])
+        # dlib's inner-lip points sit inside the dark edge of an open mouth: the opening
+        # is grown past them in proportion to its height, so that the driver's dark rim
+        # comes along (a slit stays a slit).
+        gap = max(float((target[lower] - target[upper]) @ self._down) for upper, lower in INNER_LIP_PAIRS)
+        grow = int(round(self.options.mouth_grow * max(gap, 0.0)))
+        if grow >= 1:
+            mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
         feather = max(0.7, 0.03 * self._mouth_width)
         mask = cv2.GaussianBlur(mask, (0, 0), feather) * mask  # soft inside the lip line, nothing outside
         alpha = (alpha_strength * mask)[..., None]
