@@ -218,6 +218,15 @@ def test_the_mouth_is_filled_from_the_driving_frame_only_when_it_opens(boy):
     outside = np.ones(image.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(filled[outside], plain[outside])
+    # The opening reaches a little past dlib's inner-lip points (which sit inside the
+    # dark edge of a real open mouth); with mouth_grow 0 it stops at them.
+    ring = (cv2.dilate(mouth, np.ones((5, 5), np.uint8)) > 0) & ~(cv2.erode(mouth, np.ones((3, 3), np.uint8)) > 0)
+    ring &= ~inside
+    assert np.abs(filled[ring].astype(int) - plain[ring]).mean() > 10
+    portrait = PortraitAnimator(options=PortraitOptions(gaze=False, mouth_grow=0.0)).prepare(image, landmarks)
+    portrait.render(frame, driver)
+    tight = portrait.render(frame, opened)
+    assert np.abs(tight[ring].astype(int) - plain[ring]).mean() < 0.5 * np.abs(filled[ring].astype(int) - plain[ring]).mean()
 
 
 def test_recalibrate_makes_a_frame_the_neutral_one(boy):
