@@ -82,7 +82,7 @@ class PortraitOptions:
     # The face itself (the hull of jaw, brows and forehead, grown by `face_margin` face
     # sizes) always moves in full, fading out over `face_falloff`: the ellipse alone
     # left the chin at 85% weight, so an opening jaw fell short of its target.
-    face_margin: float = 0.05
+    face_margin: float = 0.1
     face_falloff: float = 0.2
     # The head's weight also follows the head: a pixel moves in full where the moved
     # head covers it, so a head shifted far keeps its whole face.
@@ -107,10 +107,10 @@ class PortraitOptions:
     # landmarks' sub-pixel jitter (dlib's landmarks are whole pixels).
     outer_min_cutoff: float = 0.2  # Hz
     outer_beta: float = 0.5  # cutoff rise per face size per second
-    outer_margin: float = 0.03  # face sizes past the face's hull where the face's field holds in full
+    outer_margin: float = 0.045  # face sizes past the face's hull where the face's field holds in full
     outer_band: float = 0.03  # and over which it then gives way
     mouth_fill: bool = True
-    mouth_grow: float = 0.3  # the filled opening reaches this share of its height past the inner lips
+    mouth_grow: float = 0.45  # the filled opening reaches this share of its height past the inner lips
     mouth_ramp: float = 0.01  # the fill fades in as the mouth opens this much (mouth widths squared)
     gaze: bool = True
     max_gaze: float = 0.14  # iris shift, in eye widths
