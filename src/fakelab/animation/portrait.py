@@ -107,6 +107,7 @@ class PortraitOptions:
     # landmarks' sub-pixel jitter (dlib's landmarks are whole pixels).
     outer_min_cutoff: float = 0.2  # Hz
     outer_beta: float = 0.5  # cutoff rise per face size per second
+    outer_lag: float = 0.02  # face sizes: the most the outer field may trail the face's
     outer_margin: float = 0.045  # face sizes past the face's hull where the face's field holds in full
     outer_band: float = 0.03  # and over which it then gives way
     mouth_fill: bool = True
@@ -536,7 +537,17 @@ class PreparedPortrait:
         field = thin_plate_field(centres, values, y, self.face_size, self.options.rbf_ridge)
         z = y + weight[:, None] * field
         displacement = z - grid
-        outer = self._outer_filter(displacement / self.face_size) * self.face_size
+        outer = self._outer_filter(displacement / self.face_size)
+        # The slow field never trails the face's by more than outer_lag: it smooths the
+        # landmarks' pixel jitter, but a quick head move must not tear the narrow band
+        # between the face and its hair.
+        lag = outer - displacement / self.face_size
+        length = np.linalg.norm(lag, axis=1, keepdims=True)
+        limit = self.options.outer_lag
+        if (length > limit).any():
+            outer = displacement / self.face_size + lag * np.minimum(1.0, limit / np.maximum(length, 1e-12))
+            self._outer_filter.hold(outer)
+        outer = outer * self.face_size
         inner = self._inner
         if self.options.follow_head:
             inner = np.maximum(inner, self._sample_weight(unposed, self._face_image) * self._edge_taper)
