@@ -147,6 +147,23 @@ def test_outside_the_face_the_field_is_smoothed_but_the_face_follows(boy):
     assert face > 0.9 * face_unfiltered
 
 
+def test_a_quick_head_move_does_not_leave_the_hair_behind(boy):
+    # The slow outer field trails the face's by at most outer_lag: a quick move shifts
+    # the hair almost with the face instead of tearing the band between them.
+    image, landmarks = boy
+    shifted = landmarks + (0.2 * (np.ptp(landmarks[:, 0])), 0)
+
+    def after_move(options):
+        portrait = PortraitAnimator(options=PortraitOptions(gaze=False, **options)).prepare(image, landmarks)
+        portrait.render(image, landmarks)
+        return portrait.render(image, shifted).astype(np.float32)
+
+    follows = after_move({"outer_min_cutoff": 1000.0})
+    limited = np.abs(after_move({}) - follows).mean()
+    unlimited = np.abs(after_move({"outer_lag": 10.0}) - follows).mean()
+    assert limited < 0.5 * unlimited
+
+
 def test_the_chin_reaches_its_target_when_the_jaw_opens(boy):
     # The head mask is 1 over the whole face hull: the chin moves in full.
     image, landmarks = boy
