@@ -151,7 +151,7 @@ def test_a_quick_head_move_does_not_leave_the_hair_behind(boy):
     # The slow outer field trails the face's by at most outer_lag: a quick move shifts
     # the hair almost with the face instead of tearing the band between them.
     image, landmarks = boy
-    shifted = landmarks + (0.2 * (np.ptp(landmarks[:, 0])), 0)
+    shifted = landmarks + (0.3 * (np.ptp(landmarks[:, 0])), 0)
 
     def after_move(options):
         portrait = PortraitAnimator(options=PortraitOptions(gaze=False, **options)).prepare(image, landmarks)
@@ -161,7 +161,7 @@ def test_a_quick_head_move_does_not_leave_the_hair_behind(boy):
     follows = after_move({"outer_min_cutoff": 1000.0})
     limited = np.abs(after_move({}) - follows).mean()
     unlimited = np.abs(after_move({"outer_lag": 10.0}) - follows).mean()
-    assert limited < 0.5 * unlimited
+    assert limited < 0.6 * unlimited
 
 
 def test_the_chin_reaches_its_target_when_the_jaw_opens(boy):

@@ -107,7 +107,7 @@ class PortraitOptions:
     # landmarks' sub-pixel jitter (dlib's landmarks are whole pixels).
     outer_min_cutoff: float = 0.2  # Hz
     outer_beta: float = 0.5  # cutoff rise per face size per second
-    outer_lag: float = 0.02  # face sizes: the most the outer field may trail the face's
+    outer_lag: float = 0.05  # face sizes: the most the outer field may trail the face's
     outer_margin: float = 0.045  # face sizes past the face's hull where the face's field holds in full
     outer_band: float = 0.03  # and over which it then gives way
     mouth_fill: bool = True
