@@ -24,7 +24,10 @@ Per driving frame, from dlib's 68 landmarks:
    target inner-lip polygon by an affine fit of the lips, shifted to the source's
    lip colour and feathered in, only where the mouth is more open than the
    source's. The iris moves inside the eye with the driving gaze.
-4. Landmarks are smoothed by a One-Euro filter, reset at a scene cut.
+4. Landmarks are smoothed by a One-Euro filter, reset at a scene cut; outside the
+   face the warp field passes through a slower one of its own, so that the hair
+   and neck do not take on the landmarks' pixel jitter (bounded to trail the face
+   by a little, so that a quick move does not tear the band between them).
 
 `PortraitAnimator.prepare(source)` does the per-source work once (landmarks,
 grids, weights); `PreparedPortrait.render(frame)` is the per-frame step a live
