@@ -80,11 +80,15 @@ def face_view(landmarks: np.ndarray, image_shape, factor: float = 2.2) -> tuple[
     return int(cx - half), int(cy - half), int(cx + half), int(cy + half)
 
 
+def sheet_picks(length: int, count: int = 8) -> list[int]:
+    """The frames a contact sheet shows: `count` evenly spaced over `length`."""
+    return np.linspace(0, length - 1, count).round().astype(int).tolist()
+
+
 def contact_sheet(rows: list[tuple[str, list[np.ndarray], tuple]], path: Path, count: int = 8, tile: int = 128) -> None:
     """Rows of `count` evenly spaced frames, each cut to a view box and scaled to `tile` px,
     a label at the left; written as a palette PNG to stay small."""
-    length = min(len(frames) for _, frames, _ in rows)
-    picks = np.linspace(0, length - 1, count).round().astype(int)
+    picks = sheet_picks(min(len(frames) for _, frames, _ in rows), count)
     label_width = 92
     sheet = np.full((tile * len(rows), label_width + tile * count, 3), 255, np.uint8)
     for r, (label, frames, view) in enumerate(rows):
@@ -115,13 +119,15 @@ def face_mask(shape, landmarks: np.ndarray) -> np.ndarray:
     return cv2.dilate(mask, kernel) > 0
 
 
-def flicker(frames: list[np.ndarray], landmarks: np.ndarray) -> tuple[float, float, float]:
+def flicker(frames: list[np.ndarray], landmarks: np.ndarray, still: np.ndarray | None = None) -> tuple[float, float, float]:
     """Outside the face (8-bit levels): the mean absolute change between consecutive
     frames, the largest single-frame change over the median one, and the mean
     absolute second difference |f[t+1] - 2 f[t] + f[t-1]|, which smooth motion
     (a head that moves its hair along) hardly raises but flicker and one-frame
-    jumps do."""
-    outside = ~face_mask(frames[0].shape, landmarks)
+    jumps do. `still` (HxW bool) replaces "outside the face" by another region."""
+    outside = ~face_mask(frames[0].shape, landmarks) if still is None else still
+    if not outside.any():
+        return float("nan"), float("nan"), float("nan")
     pixels = [frame[outside].astype(np.int16) for frame in frames]
     changes = np.array([np.abs(b - a).mean() for a, b in zip(pixels, pixels[1:])])
     jitter = np.array([np.abs(c - 2 * b + a).mean() for a, b, c in zip(pixels, pixels[1:], pixels[2:])])

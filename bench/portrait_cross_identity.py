@@ -2,10 +2,16 @@
 portrait x driving video, on the first frames of each video.
 
 For each pair: temporal flicker outside the face (mean absolute change between
-consecutive frames, 8-bit levels, and the largest one-frame change over the
-median), the seam figure (gradient energy along landmark-warp's paste-back edge,
-over the source's along the same path) and an 8-frame contact sheet
-(driving / landmark-warp / portrait) in docs/portrait/.
+consecutive frames, 8-bit levels, the largest one-frame change over the median,
+and the mean absolute second difference, "jitter"), the same change outside each
+model's own animated region (landmark-warp: its paste-back face mask, the same
+region; portrait: where its warp field is non-zero), the seam figure (gradient
+energy along landmark-warp's paste-back edge over the source's along the same
+path) and its distance from the source's own, |log(ratio)|, and an 8-frame
+contact sheet (driving / landmark-warp / portrait) in docs/portrait/.
+
+landmark-warp does not change while the portrait model is tuned, so its figures and
+sheet frames are kept in --baseline-cache (remove that folder to run it again).
 
     nice -n 10 python bench/portrait_cross_identity.py [--frames 60] [--sheets docs/portrait]
 """
@@ -21,10 +27,12 @@ import cv2
 import numpy as np
 
 from portrait_common import (
+    CACHE,
     DRIVERS,
     REPO,
     SOURCES,
     contact_sheet,
+    sheet_picks,
     driving_clip,
     driving_landmarks,
     face_view,
@@ -45,6 +53,7 @@ def main() -> None:
     parser.add_argument("--sheets", type=Path, default=REPO / "docs" / "portrait")
     parser.add_argument("--no-baseline", action="store_true", help="run the portrait model only")
     parser.add_argument("-o", "--output", type=Path, help="write the per-pair figures as JSON here")
+    parser.add_argument("--baseline-cache", type=Path, default=CACHE / "landmark-warp")
     args = parser.parse_args()
     cv2.setNumThreads(1)
 
@@ -56,17 +65,18 @@ def main() -> None:
             source = source_image(name)
             landmarks = source_landmarks(name, source)
             started = time.perf_counter()
-            portrait, _ = run_portrait(source, landmarks, clip, clip_landmarks)
+            portrait, prepared = run_portrait(source, landmarks, clip, clip_landmarks)
             seconds = time.perf_counter() - started
             row = {"pair": f"{name}-{driver}", "portrait_fps": len(clip) / seconds}
-            row["portrait"] = {"flicker": flicker(portrait, landmarks), "seam": seam(portrait, source, landmarks)}
+            row["portrait"] = {
+                "flicker": flicker(portrait, landmarks),
+                "seam": seam(portrait, source, landmarks),
+                "outside_animated": flicker(portrait, landmarks, still=prepared.still_region())[0],
+            }
             sheet_rows = [("portrait", portrait, face_view(landmarks, source.shape))]
             if not args.no_baseline:
-                baseline = run_landmark_warp(source, clip)
-                row["landmark-warp"] = {
-                    "flicker": flicker(baseline, landmarks),
-                    "seam": seam(baseline, source, landmarks),
-                }
+                figures, baseline = _baseline(source, landmarks, clip, args.baseline_cache / f"{row['pair']}-{len(clip)}frames")
+                row["landmark-warp"] = figures
                 sheet_rows.insert(0, ("landmark-warp", baseline, face_view(landmarks, source.shape)))
             views = [face_view(lm, clip[0].shape) if lm is not None else (0, 0, 1, 1) for lm in clip_landmarks]
             sheet_rows.insert(0, ("driving", clip, lambda index, views=views: views[index]))
@@ -79,28 +89,61 @@ def main() -> None:
         args.output.write_text(json.dumps(rows, indent=2))
 
 
+def _baseline(source, landmarks, clip, stem: Path) -> tuple[dict, list]:
+    """landmark-warp's figures and its frames at the contact sheet's picks (the other
+    frames None), computed once and kept under `stem`."""
+    picks = sheet_picks(len(clip))
+    if stem.with_suffix(".json").exists():
+        figures = json.loads(stem.with_suffix(".json").read_text())
+        stored = np.load(stem.with_suffix(".npz"))
+    else:
+        frames = run_landmark_warp(source, clip)
+        figures = {
+            "flicker": flicker(frames, landmarks),
+            "seam": seam(frames, source, landmarks),
+            # Its animated region is the pasted-back face: the same region as "outside the face".
+            "outside_animated": flicker(frames, landmarks)[0],
+        }
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(stem.with_suffix(".npz"), **{str(index): frames[index] for index in picks})
+        stem.with_suffix(".json").write_text(json.dumps(figures))
+        stored = {str(index): frames[index] for index in picks}
+    frames = [None] * len(clip)
+    for index in picks:
+        frames[index] = stored[str(index)]
+    return figures, frames
+
+
 def _line(row: dict) -> str:
     parts = [row["pair"], f"{row['portrait_fps']:.1f} fps"]
     for model in ("landmark-warp", "portrait"):
         if model in row:
             (mean, jump, jitter), seam_ratio = row[model]["flicker"], row[model]["seam"]
-            parts.append(f"{model}: change {mean:.3f} jump {jump:.1f}x jitter {jitter:.3f} seam {seam_ratio:.2f}")
+            parts.append(
+                f"{model}: change {mean:.3f} (outside its region {_figure(row[model]['outside_animated'])}) "
+                f"jump {jump:.1f}x jitter {jitter:.3f} seam {seam_ratio:.2f} |log| {abs(np.log(seam_ratio)):.2f}"
+            )
     return " | ".join(parts)
 
 
 def table(rows: list[dict], baseline: bool = True) -> str:
     models = ("landmark-warp", "portrait") if baseline else ("portrait",)
-    header = "| pair | " + " | ".join(
-        f"{m} change | {m} jump | {m} jitter | {m} seam" for m in models
-    ) + " |"
-    lines = [header, "|" + "---|" * (1 + 4 * len(models))]
+    columns = ("change", "change outside its region", "jump", "jitter", "seam", "seam |log|")
+    header = "| pair | " + " | ".join(f"{m} {c}" for m in models for c in columns) + " |"
+    lines = [header, "|" + "---|" * (1 + len(columns) * len(models))]
     for row in rows + [_mean_row(rows, models)]:
         cells = []
         for model in models:
             (mean, jump, jitter), seam_ratio = row[model]["flicker"], row[model]["seam"]
-            cells += [f"{mean:.3f}", f"{jump:.1f}x", f"{jitter:.3f}", f"{seam_ratio:.2f}"]
+            log_seam = row[model].get("seam_log", abs(np.log(seam_ratio)))
+            cells += [f"{mean:.3f}", _figure(row[model]["outside_animated"]), f"{jump:.1f}x", f"{jitter:.3f}",
+                      f"{seam_ratio:.2f}", f"{log_seam:.2f}"]
         lines.append(f"| {row['pair']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _figure(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
 def _mean_row(rows: list[dict], models) -> dict:
@@ -109,6 +152,9 @@ def _mean_row(rows: list[dict], models) -> dict:
         mean[model] = {
             "flicker": tuple(np.mean([row[model]["flicker"][i] for row in rows]) for i in range(3)),
             "seam": float(np.mean([row[model]["seam"] for row in rows])),
+            "seam_log": float(np.mean([abs(np.log(row[model]["seam"])) for row in rows])),
+            # nan: no pixel of the frame is outside that model's region.
+            "outside_animated": float(np.nanmean([row[model]["outside_animated"] for row in rows])),
         }
     return mean
 

@@ -65,7 +65,7 @@ def main() -> None:
             video_ssim = [ssim(g, r) for g, r in zip(generated, frames)]
             similarity[name] += video_ssim
             print(
-                f"{video} {name:14s} L1 {scores['l1']:.4f} SSIM {np.mean(video_ssim):.3f} AKD {scores['akd']:.2f} "
+                f"{video} {name:14s} L1 {scores['l1']:.4f} SSIM {np.mean(video_ssim):.3f} AKD {scores['akd']:.3f} "
                 f"AED {scores['aed']:.3f} ({len(frames)} frames, {len(frames) / seconds:.1f} fps incl. tracking)",
                 flush=True,
             )
@@ -75,7 +75,7 @@ def main() -> None:
     for name in models:
         scores = totals[name].scores()
         print(
-            f"| {name} | {scores['l1']:.4f} | {np.mean(similarity[name]):.3f} | {scores['akd']:.2f} | "
+            f"| {name} | {scores['l1']:.4f} | {np.mean(similarity[name]):.3f} | {scores['akd']:.3f} | "
             f"{scores['aed']:.3f} | {scores['mkr']:.3f} |"
         )
 

@@ -3,7 +3,7 @@ beside landmark-warp's renderer on the same frames.
 
 `render` is timed given the driving landmarks (what a live avatar that already
 tracks the face calls: the live budget is 15-25 ms a frame), and with the model's
-own face tracking. One OpenCV thread, one torch thread: the numbers are for one core.
+own face tracking. One OpenCV, BLAS and torch thread: the numbers are for one core.
 Each figure is given as wall-clock and as this process's CPU time, which a machine
 shared with other jobs inflates much less (the best of `--repeats` runs of each).
 
@@ -12,18 +12,25 @@ shared with other jobs inflates much less (the best of `--repeats` runs of each)
 
 from __future__ import annotations
 
-import argparse
-import time
-from itertools import islice
+import os
 
-import cv2
-import numpy as np
+# One BLAS thread too (set before numpy loads): the thin-plate product is small, and
+# OpenBLAS's worker threads spinning on a shared 2-core machine made a 5 ms frame 18 ms.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from fakelab.animation.landmark_warp import LandmarkWarper, transfer_motion
-from fakelab.animation.portrait import PortraitAnimator
-from fakelab.faces import FaceTracker, apply_crop, crop_image, largest_face, plan_video_crop
-from fakelab.video import iter_frames, load_image
-from portrait_common import MEDIA
+import argparse   # noqa: E402
+import time   # noqa: E402
+from itertools import islice   # noqa: E402
+
+import cv2   # noqa: E402
+import numpy as np   # noqa: E402
+
+from fakelab.animation.landmark_warp import LandmarkWarper, transfer_motion  # noqa: E402
+from fakelab.animation.portrait import PortraitAnimator  # noqa: E402
+from fakelab.faces import FaceTracker, apply_crop, crop_image, largest_face, plan_video_crop  # noqa: E402
+from fakelab.video import iter_frames, load_image  # noqa: E402
+from portrait_common import MEDIA  # noqa: E402
 
 
 def best_of(run, repeats: int) -> tuple[float, float]:

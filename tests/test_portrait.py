@@ -22,6 +22,7 @@ from fakelab.animation.portrait import (
 )
 from fakelab.faces import crop_image
 from fakelab.faces.filters import OneEuroFilter
+from fakelab.faces.paste import face_outline
 from fakelab.video import VideoWriter, iter_frames, load_image, probe_video
 
 LOWER_LIP = [56, 57, 58, 65, 66, 67, 5, 6, 7, 8, 9, 10, 11]
@@ -107,6 +108,78 @@ def test_extreme_poses_are_clamped(boy):
     assert np.linalg.norm(shift) <= options.max_shift * portrait.face_size + 1e-6
 
 
+def test_ordinary_poses_pass_unchanged(boy):
+    # The clamps bend only extreme poses: a 20 degree roll, a lean in and a shift of a
+    # fifth of a face reach the source exactly (the landmark error AKD counts).
+    image, landmarks = boy
+    portrait = PortraitAnimator().prepare(image, landmarks)
+    portrait.render(image, landmarks)
+    centre = portrait.centre
+    pose = similarity(20, 1.15, (0, 0))
+    moved = apply_affine(pose, landmarks - centre) + centre + (0.2 * portrait.face_size, 0)
+    _, _, target = portrait.targets(moved)
+    assert np.abs(target - moved).max() < 1e-6
+
+
+def test_outside_the_face_the_field_is_smoothed_but_the_face_follows(boy):
+    # dlib's landmarks come in whole pixels: a still driver jitters by a pixel. The
+    # face passes that on (it must follow a real driver without lag), the hair and
+    # background around it hardly move.
+    image, landmarks = boy
+    random = np.random.default_rng(0)
+    jittered = [landmarks] + [landmarks + random.integers(-1, 2, size=(1, 2)) for _ in range(24)]
+
+    def jitter(options):
+        portrait = PortraitAnimator(options=options).prepare(image, landmarks)
+        frames = np.stack([portrait.render(image, lm) for lm in jittered]).astype(np.float32)
+        second = np.abs(frames[2:] - 2 * frames[1:-1] + frames[:-2]).mean(axis=(0, 3))
+        still = portrait.still_region()
+        face = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillConvexPoly(face, cv2.convexHull(np.round(face_outline(landmarks)).astype(np.int32)), 1)
+        # Past the band where the face's field gives way to the outer one.
+        band = round((options.outer_margin + options.outer_band) * portrait.face_size) + 2
+        grown = cv2.dilate(face, np.ones((2 * band + 1, 2 * band + 1), np.uint8)) > 0
+        return second[face > 0].mean(), second[~grown & ~still].mean()
+
+    face, outside = jitter(PortraitOptions())
+    face_unfiltered, outside_unfiltered = jitter(PortraitOptions(outer_min_cutoff=1000.0))
+    assert outside < 0.15 * outside_unfiltered
+    assert face > 0.9 * face_unfiltered
+
+
+def test_a_quick_head_move_does_not_leave_the_hair_behind(boy):
+    # The slow outer field trails the face's by at most outer_lag: a quick move shifts
+    # the hair almost with the face instead of tearing the band between them.
+    image, landmarks = boy
+    shifted = landmarks + (0.3 * (np.ptp(landmarks[:, 0])), 0)
+
+    def after_move(options):
+        portrait = PortraitAnimator(options=PortraitOptions(gaze=False, **options)).prepare(image, landmarks)
+        portrait.render(image, landmarks)
+        return portrait.render(image, shifted).astype(np.float32)
+
+    follows = after_move({"outer_min_cutoff": 1000.0})
+    limited = np.abs(after_move({}) - follows).mean()
+    unlimited = np.abs(after_move({"outer_lag": 10.0}) - follows).mean()
+    assert limited < 0.6 * unlimited
+
+
+def test_the_chin_reaches_its_target_when_the_jaw_opens(boy):
+    # The head mask is 1 over the whole face hull: the chin moves in full.
+    image, landmarks = boy
+    portrait = PortraitAnimator().prepare(image, landmarks)
+    portrait.render(image, landmarks)
+    opened = landmarks.copy()
+    opened[5:12, 1] += 6
+    opened[55:60, 1] += 6
+    opened[64:68, 1] += 5
+    for _ in range(10):  # let the filters settle
+        portrait.render(image, opened)
+    moved, head, target = portrait.targets(opened)
+    field_at = portrait._sample_weight(target[5:12])
+    assert np.all(field_at > 0.999)
+
+
 def test_output_keeps_the_exact_source_size_and_never_squashes_a_wide_source(boy):
     image, landmarks = boy
     wide = cv2.copyMakeBorder(image, 0, 0, 100, 300, cv2.BORDER_REFLECT)  # 256 x 656
@@ -162,6 +235,15 @@ def test_the_mouth_is_filled_from_the_driving_frame_only_when_it_opens(boy):
     outside = np.ones(image.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(filled[outside], plain[outside])
+    # The opening reaches a little past dlib's inner-lip points (which sit inside the
+    # dark edge of a real open mouth); with mouth_grow 0 it stops at them.
+    ring = (cv2.dilate(mouth, np.ones((5, 5), np.uint8)) > 0) & ~(cv2.erode(mouth, np.ones((3, 3), np.uint8)) > 0)
+    ring &= ~inside
+    assert np.abs(filled[ring].astype(int) - plain[ring]).mean() > 10
+    portrait = PortraitAnimator(options=PortraitOptions(gaze=False, mouth_grow=0.0)).prepare(image, landmarks)
+    portrait.render(frame, driver)
+    tight = portrait.render(frame, opened)
+    assert np.abs(tight[ring].astype(int) - plain[ring]).mean() < 0.5 * np.abs(filled[ring].astype(int) - plain[ring]).mean()
 
 
 def test_recalibrate_makes_a_frame_the_neutral_one(boy):

@@ -24,7 +24,10 @@ Per driving frame, from dlib's 68 landmarks:
    target inner-lip polygon by an affine fit of the lips, shifted to the source's
    lip colour and feathered in, only where the mouth is more open than the
    source's. The iris moves inside the eye with the driving gaze.
-4. Landmarks are smoothed by a One-Euro filter, reset at a scene cut.
+4. Landmarks are smoothed by a One-Euro filter, reset at a scene cut; outside the
+   face the warp field passes through a slower one of its own, so that the hair
+   and neck do not take on the landmarks' pixel jitter (bounded to trail the face
+   by a little, so that a quick move does not tear the band between them).
 
 `PortraitAnimator.prepare(source)` does the per-source work once (landmarks,
 grids, weights); `PreparedPortrait.render(frame)` is the per-frame step a live
@@ -42,6 +45,7 @@ import numpy as np
 from fakelab.errors import InputError
 from fakelab.faces.filters import OneEuroFilter
 from fakelab.faces.landmarks import landmark_box, largest_face
+from fakelab.faces.paste import face_outline
 from fakelab.faces.tracking import FaceTracker, TrackedFace
 
 # The head pose is fitted on points that move with the head, hardly with expressions:
@@ -67,27 +71,51 @@ NEUTRAL_TOLERANCE = 0.5
 class PortraitOptions:
     """Knobs of the portrait model; the defaults were tuned on ../shared/media."""
 
-    max_angle: float = 25.0  # degrees of head roll passed on; more is clamped smoothly
-    min_scale: float = 0.8  # head size change passed on (leaning in and out)
-    max_scale: float = 1.25
-    max_shift: float = 0.25  # head translation, in face sizes
+    max_angle: float = 30.0  # degrees of head roll passed on; more is clamped smoothly
+    min_scale: float = 0.75  # head size change passed on (leaning in and out)
+    max_scale: float = 1.33
+    max_shift: float = 0.35  # head translation, in face sizes
+    clamp_knee: float = 0.85  # poses up to this fraction of each limit pass unchanged
     rbf_ridge: float = 1e-4  # smoothing of the expression field's thin-plate spline (face-size units)
     # The head ellipse (radii x, y in face sizes) moves rigidly, then the motion fades
     # into the still background over `falloff` face sizes. Measured by self-reenactment
     # L1 on ../shared/media: larger heads drag more background and neck along.
     head_radius: tuple[float, float] = (0.55, 0.75)
     falloff: float = 0.35
+    # The face itself (the hull of jaw, brows and forehead, grown by `face_margin` face
+    # sizes) always moves in full, fading out over `face_falloff`: the ellipse alone
+    # left the chin at 85% weight, so an opening jaw fell short of its target.
+    face_margin: float = 0.1
+    face_falloff: float = 0.2
+    # The head's weight also follows the head: a pixel moves in full where the moved
+    # head covers it, so a head shifted far keeps its whole face.
+    follow_head: bool = True
+    anchor_reach: float = 0.3  # the expression field is held at zero this far past the face (face sizes)
     grid_cells: int = 40  # coarse-grid cells across one face size
     max_grid: int = 112  # at most this many grid points a side
     # One-Euro filters (tuned on d11, a lively talker: lag shows as landmark error).
     min_cutoff: float = 2.0  # Hz for still landmarks
     mouth_min_cutoff: float = 5.0  # and for the lips, which move faster in speech
-    beta: float = 40.0  # cutoff rise per face size per second
-    pose_min_cutoff: float = 1.5  # the head pose is filtered again: it moves the whole head
+    beta: float = 150.0  # cutoff rise per face size per second
+    # The head pose may be filtered again (None: not): a second filter on top of the
+    # landmarks' lagged the face behind the driver (self-reenactment AKD on d12 4.6 px
+    # with it at 1.5 Hz); the jitter it was for is now the outer filter's job.
+    pose_min_cutoff: float | None = None
     pose_beta: float = 30.0
-    derivative_cutoff: float = 4.0  # Hz: how fast the filters notice that a motion starts
+    derivative_cutoff: float = 8.0  # Hz: how fast the filters notice that a motion starts
     scene_cut: float = 0.35  # a one-frame move of the head by this many face sizes is a cut
+    # Outside the face (hair, ears, neck, the fade into the background) the warp field
+    # passes through a slower One-Euro filter than the face's: the face keeps up with
+    # the driver, while what surrounds it moves smoothly instead of taking on the
+    # landmarks' sub-pixel jitter (dlib's landmarks are whole pixels).
+    outer_min_cutoff: float = 0.2  # Hz
+    outer_beta: float = 0.5  # cutoff rise per face size per second
+    outer_lag: float = 0.05  # face sizes: the most the outer field may trail the face's
+    outer_margin: float = 0.045  # face sizes past the face's hull where the face's field holds in full
+    outer_band: float = 0.03  # and over which it then gives way
     mouth_fill: bool = True
+    mouth_grow: float = 0.45  # the filled opening reaches this share of its height past the inner lips
+    mouth_ramp: float = 0.01  # the fill fades in as the mouth opens this much (mouth widths squared)
     gaze: bool = True
     max_gaze: float = 0.14  # iris shift, in eye widths
 
@@ -120,11 +148,11 @@ def _scale_angle(matrix: np.ndarray) -> tuple[float, float]:
     return float(np.hypot(matrix[0, 0], matrix[1, 0])), float(np.arctan2(matrix[1, 0], matrix[0, 0]))
 
 
-def _soft_clamp(value: float, limit: float) -> float:
-    """`value` unchanged up to 60% of `limit`, then approaching ±limit smoothly."""
+def _soft_clamp(value: float, limit: float, knee: float = 0.6) -> float:
+    """`value` unchanged up to `knee` times `limit`, then approaching ±limit smoothly."""
     if limit <= 0:
         return 0.0
-    knee = 0.6 * limit
+    knee = knee * limit
     size = abs(value)
     if size <= knee:
         return float(value)
@@ -228,8 +256,9 @@ class PreparedPortrait:
         self._gaze = np.zeros((2, 2))
         self._gaze_filter = OneEuroFilter(fps, min_cutoff=3.0, beta=0.0)
         self._pose_filter = OneEuroFilter(
-            fps, options.pose_min_cutoff, options.pose_beta, options.derivative_cutoff
+            fps, options.pose_min_cutoff or 1.0, options.pose_beta, options.derivative_cutoff
         )
+        self._outer_filter = OneEuroFilter(fps, options.outer_min_cutoff, options.outer_beta, 1.0)
 
     # ----- per-source set-up
     @staticmethod
@@ -255,12 +284,25 @@ class PreparedPortrait:
         beyond = (radius - 1) * scale / self.options.falloff
         return 1 - _smoothstep(beyond)
 
+    def still_region(self) -> np.ndarray:
+        """HxW bool: where the warp field is zero in every frame, so the output is the
+        source's own pixels whatever the driving video does."""
+        height, width = self.source.shape[:2]
+        left, top, right, bottom = self.region
+        still = np.ones((height, width), bool)
+        # The weight that follows the head can reach anywhere in the region but its edge.
+        still[top:bottom, left:right] = False if self.options.follow_head else self._weight_image <= 0
+        return still
+
     def _build_grid(self) -> None:
         height, width = self.source.shape[:2]
         size = self.face_size
         rx, ry = self.options.head_radius
-        reach = (max(rx, ry) + self.options.falloff) * size + 2
         centre = self.centre - 0.12 * size * self._down
+        face_reach = np.linalg.norm(face_outline(self.landmarks) - centre, axis=1).max()
+        face_reach += (self.options.face_margin + self.options.face_falloff) * size
+        # Room for the head to move into (follow_head), tapered off at the region's edge.
+        reach = max((max(rx, ry) + self.options.falloff) * size, face_reach) + 0.15 * size + 2
         left, top = max(0, int(np.floor(centre[0] - reach))), max(0, int(np.floor(centre[1] - reach)))
         right = min(width, int(np.ceil(centre[0] + reach)) + 1)
         bottom = min(height, int(np.ceil(centre[1] + reach)) + 1)
@@ -274,9 +316,41 @@ class PreparedPortrait:
         gy = top + (np.arange(ny) + 0.5) * roi_h / ny - 0.5
         gxx, gyy = np.meshgrid(gx, gy)
         self._grid = np.stack([gxx.ravel(), gyy.ravel()], axis=1)
-        self._grid_weight = self._head_weight(self._grid)
         xs, ys = np.meshgrid(np.arange(left, right, dtype=np.float32), np.arange(top, bottom, dtype=np.float32))
         self._base = (xs, ys)
+        # The head's weight as an image over the region (sampled again where the head
+        # moves to), and at the grid points.
+        pixels = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+        weight = self._head_weight(pixels).reshape(xs.shape)
+        self._weight_image = np.maximum(weight, self._face_weight(xs.shape, (left, top))).astype(np.float32)
+        self._grid_weight = self._sample_weight(self._grid)
+        edge = np.minimum.reduce([self._grid[:, 0] - left, right - 1 - self._grid[:, 0],
+                                  self._grid[:, 1] - top, bottom - 1 - self._grid[:, 1]])
+        # Near the region's edge the weight that follows the head fades out: the field
+        # must be zero where the region ends (no cut), wherever the head went.
+        self._edge_taper = _smoothstep(edge / (0.15 * size))
+        hull = self._face_weight(xs.shape, (left, top), margin=self.options.outer_margin, falloff=self.options.outer_band)
+        self._face_image = hull.astype(np.float32)
+        self._inner = self._sample_weight(self._grid, self._face_image)
+
+    def _face_weight(self, shape: tuple[int, int], origin: tuple[int, int], margin=None, falloff=None) -> np.ndarray:
+        """1 over the face's hull grown by `margin`, fading to 0 over `falloff` (face sizes;
+        by default the options' face_margin and face_falloff)."""
+        margin = self.options.face_margin if margin is None else margin
+        falloff = self.options.face_falloff if falloff is None else falloff
+        hull = cv2.convexHull(np.round(face_outline(self.landmarks) - origin).astype(np.int32))
+        outside = np.ones(shape, np.uint8)
+        cv2.fillConvexPoly(outside, hull, 0)
+        distance = cv2.distanceTransform(outside, cv2.DIST_L2, 5) / self.face_size
+        return 1 - _smoothstep((distance - margin) / falloff)
+
+    def _sample_weight(self, points: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+        left, top = self.region[:2]
+        local = (points - (left, top)).astype(np.float32).reshape(-1, 1, 2)
+        image = self._weight_image if image is None else image
+        sampled = cv2.remap(image, local[..., 0], local[..., 1], cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return sampled.ravel().astype(np.float64)
 
     def _anchor_ring(self) -> np.ndarray:
         """Points around the face where the expression field is held at zero."""
@@ -286,7 +360,7 @@ class PreparedPortrait:
         directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
         # For each direction, beyond the farthest outline point along it.
         reach = np.max((outline - centre) @ directions.T, axis=0)
-        return centre + directions * (reach[:, None] + 0.3 * self.face_size)
+        return centre + directions * (reach[:, None] + self.options.anchor_reach * self.face_size)
 
     def _new_filter(self) -> OneEuroFilter:
         cutoff = np.full((68, 1), self.options.min_cutoff)
@@ -346,6 +420,7 @@ class PreparedPortrait:
         self._filter = self._new_filter()
         self._filter.reset(self._normalise(landmarks))
         self._pose_filter.reset()
+        self._outer_filter.reset(np.zeros((len(self._grid), 2)))
         self._last_raw = landmarks.copy()
         self._gaze_neutral = [iris_position(frame, landmarks[eye]) for eye in EYES]
         self._gaze = np.zeros((2, 2))
@@ -363,6 +438,7 @@ class PreparedPortrait:
         if cut:
             self._filter.reset(normalised)
             self._pose_filter.reset()
+            self._outer_filter.reset()
         self._last_raw = landmarks.copy()
         return self._filter(normalised) * self._neutral_size + self._neutral_centre
 
@@ -390,14 +466,18 @@ class PreparedPortrait:
                 middle = (moved[upper] + moved[lower]) / 2
                 moved[upper] = moved[lower] = middle
         scale, angle = _scale_angle(pose)
-        angle = np.radians(_soft_clamp(np.degrees(angle), options.max_angle))
-        scale = float(np.clip(scale, options.min_scale, options.max_scale))
+        knee = options.clamp_knee
+        angle = np.radians(_soft_clamp(np.degrees(angle), options.max_angle, knee))
+        # Scale is clamped in log space: leaning in and out are alike.
+        log_scale = np.log(scale)
+        limit = np.log(options.max_scale) if log_scale > 0 else -np.log(options.min_scale)
+        scale = float(np.exp(_soft_clamp(log_scale, limit, knee)))
         shift = linear @ (apply_affine(pose, self._neutral_centre[None])[0] - self._neutral_centre)
         length = np.linalg.norm(shift)
         limit = options.max_shift * self.face_size
         if length > 1e-9:
-            shift = shift / length * _soft_clamp(length, limit)
-        if smooth_pose:
+            shift = shift / length * _soft_clamp(length, limit, knee)
+        if smooth_pose and options.pose_min_cutoff is not None:
             state = self._pose_filter(np.array([angle, np.log(scale), *(shift / self.face_size)]))
             angle, scale, shift = state[0], float(np.exp(state[1])), state[2:] * self.face_size
         rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -431,10 +511,12 @@ class PreparedPortrait:
             # the source exactly, and the filters start over from it.
             self._filter.reset(self._normalise(self._neutral))
             self._pose_filter.reset()
+            self._outer_filter.reset(np.zeros((len(self._grid), 2)))
             self._last_raw = found.copy()
             return self.source.copy()
         smoothed = self._filtered(found)
         moved, head, target = self.targets(smoothed, smooth_pose=True)
+        self._last_target = target
         gaze = self._gaze_shift(driving_frame, raw, target) if self.options.gaze else None
         fill = self.options.mouth_fill and self._mouth_alpha(target) > 0
         if np.abs(target - self.landmarks).max() < 0.05 and gaze is None and not fill:
@@ -448,6 +530,8 @@ class PreparedPortrait:
         grid, weight = self._grid, self._grid_weight
         # Undo the head pose where the head is; the background stays.
         unposed = apply_affine(invert_affine(head), grid)
+        if self.options.follow_head:
+            weight = np.maximum(weight, self._sample_weight(unposed) * self._edge_taper)
         y = grid + weight[:, None] * (unposed - grid)
         # Undo the expression: a thin-plate spline through the moved landmarks (values:
         # where each one comes from), held at zero on a ring around the face.
@@ -455,8 +539,24 @@ class PreparedPortrait:
         values = np.concatenate([self.landmarks - moved, np.zeros_like(self._anchors)])
         field = thin_plate_field(centres, values, y, self.face_size, self.options.rbf_ridge)
         z = y + weight[:, None] * field
+        displacement = z - grid
+        outer = self._outer_filter(displacement / self.face_size)
+        # The slow field never trails the face's by more than outer_lag: it smooths the
+        # landmarks' pixel jitter, but a quick head move must not tear the narrow band
+        # between the face and its hair.
+        lag = outer - displacement / self.face_size
+        length = np.linalg.norm(lag, axis=1, keepdims=True)
+        limit = self.options.outer_lag
+        if (length > limit).any():
+            outer = displacement / self.face_size + lag * np.minimum(1.0, limit / np.maximum(length, 1e-12))
+            self._outer_filter.hold(outer)
+        outer = outer * self.face_size
+        inner = self._inner
+        if self.options.follow_head:
+            inner = np.maximum(inner, self._sample_weight(unposed, self._face_image) * self._edge_taper)
+        displacement = outer + inner[:, None] * (displacement - outer)
         ny, nx = self._grid_shape
-        displacement = (z - grid).astype(np.float32).reshape(ny, nx, 2)
+        displacement = displacement.astype(np.float32).reshape(ny, nx, 2)
         left, top, right, bottom = self.region
         dense = cv2.resize(displacement, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
         map_x = self._base[0] + dense[..., 0]
@@ -514,8 +614,21 @@ class PreparedPortrait:
         opening = polygon_area(target[INNER_LIPS])
         new = opening - self._mouth_opening
         # A source that already shows its teeth keeps them until its mouth is twice as open.
-        ramp = max(0.025 * self._mouth_width**2, self._mouth_opening)
+        ramp = max(self.options.mouth_ramp * self._mouth_width**2, self._mouth_opening)
         return float(np.clip(new / ramp, 0.0, 1.0))
+
+    def _driving_lip_colour(self, frame: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Mean Lab colour of the driving lips, measured in the driving frame itself: in
+        the mapped patch the lip ring is only as good as the affine fit, and an open
+        mouth's dark inside leaked into it (the colour shift then lit the inside up)."""
+        lips = raw[OUTER_LIPS]
+        height, width = frame.shape[:2]
+        x0, y0 = np.maximum(np.floor(lips.min(axis=0)).astype(int) - 3, 0)
+        x1, y1 = np.ceil(lips.max(axis=0)).astype(int) + 4
+        x1, y1 = min(x1, width), min(y1, height)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return self._lip_colour
+        return self._ring_colour(_lab(frame[y0:y1, x0:x1]), raw - (x0, y0))
 
     def _fill_mouth(self, out: np.ndarray, frame: np.ndarray, raw: np.ndarray, target: np.ndarray) -> None:
         alpha_strength = self._mouth_alpha(target)
@@ -534,7 +647,7 @@ class PreparedPortrait:
         patch = cv2.warpAffine(frame, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         lab = _lab(patch)
         local = target - (x0, y0)
-        driving_lips = self._ring_colour(lab, local)
+        driving_lips = self._driving_lip_colour(frame, raw)
         # The interior's colour follows the source's lips: lightness half way, so that
         # teeth stay bright in a dark painting; hue in proportion to each pixel's own
         # colourfulness (squared), so that the red inside of the mouth takes the
@@ -546,6 +659,13 @@ class PreparedPortrait:
         lab[..., 1:] += share * shift[1:]
         patch = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255, 0, 255)
         mask = _polygon_mask(patch.shape[:2], local[INNER_LIPS])
+        # dlib's inner-lip points sit inside the dark edge of an open mouth: the opening
+        # is grown past them in proportion to its height, so that the driver's dark rim
+        # comes along (a slit stays a slit).
+        gap = max(float((target[lower] - target[upper]) @ self._down) for upper, lower in INNER_LIP_PAIRS)
+        grow = int(round(self.options.mouth_grow * max(gap, 0.0)))
+        if grow >= 1:
+            mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
         feather = max(0.7, 0.03 * self._mouth_width)
         mask = cv2.GaussianBlur(mask, (0, 0), feather) * mask  # soft inside the lip line, nothing outside
         alpha = (alpha_strength * mask)[..., None]

@@ -37,6 +37,10 @@ class OneEuroFilter:
         self._value = None if value is None else np.array(value, dtype=np.float64)
         self._speed = None if value is None else np.zeros_like(self._value)
 
+    def hold(self, value: np.ndarray) -> None:
+        """Replace the filtered value (not the speed), e.g. after limiting its lag."""
+        self._value = np.array(value, dtype=np.float64)
+
     def __call__(self, value: np.ndarray) -> np.ndarray:
         value = np.asarray(value, dtype=np.float64)
         if self._value is None:
