@@ -1,7 +1,8 @@
 """Files per second of a folder scan: serial `fakelab detect DIR` against `--ray`.
 
 Cuts --clips short clips from ../shared/media into a temporary folder, then scans it
-serially (one process, `fakelab.detection.pipeline.scan`) and on Ray (`fakelab.scale.ray_scan`:
+serially (one process, `fakelab.detection.pipeline.scan` and each file's provenance, as
+`fakelab detect DIR` does) and on Ray (`fakelab.scale.ray_scan`:
 faces as tasks, the detector in actors, a JSONL ledger), with the same detector and settings,
 and checks that the scores agree. Ray's start-up is timed apart from the scan: it is paid
 once per run of `fakelab detect --ray`, and not at all against a running cluster (--address).
@@ -23,7 +24,7 @@ from fakelab.detection.checkpoint import load_detector, save_detector
 from fakelab.detection.efficientnet import efficientnet_lite0
 from fakelab.detection.pipeline import media_files, ready_for_inference, scan
 from fakelab.scale.cluster import ray_session
-from fakelab.scale.detect import ray_scan
+from fakelab.scale.detect import file_provenance, ray_scan
 from fakelab.scale.samples import cut_clips
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,8 @@ def main() -> None:
 
         started = time.perf_counter()
         serial = scan(ready_for_inference(load_detector(checkpoint)), paths, frames=args.frames)
+        # `fakelab detect DIR` also reads each file's provenance, as the Ray tasks do.
+        provenance = {str(path): file_provenance(path) for path in paths}
         serial_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -73,7 +76,8 @@ def main() -> None:
           f"{count / (ray_seconds + startup):.2f} files/s with Ray's start-up of {startup:.1f} s)")
     print(f"speed-up: {serial_seconds / ray_seconds:.2f}x (scan), {serial_seconds / (ray_seconds + startup):.2f}x "
           f"(with start-up); max score difference {worst:.1e}; same failures: "
-          f"{sorted(str(f.source) for f in serial.failures) == sorted(e['file'] for e in result.failures)}")
+          f"{sorted(str(f.source) for f in serial.failures) == sorted(e['file'] for e in result.failures)}; "
+          f"same provenance: {all(provenance[e['file']]['made_by_fakelab'] == e['made_by_fakelab'] for e in result.entries)}")
 
 
 if __name__ == "__main__":
