@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from fakelab.cli_checks import check_paths, integer, number, positive_int, probability, seed
 from fakelab.datasets.prepare import FORMATS, SPLIT_CHOICES, prepare_dataset
-from fakelab.scale.commands import add_ray_arguments, check_ray_arguments
+from fakelab.scale.commands import add_ray_arguments
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,6 @@ def run_prepare(args: argparse.Namespace) -> None:
         return
     from fakelab.scale.prepare import ray_map
 
-    check_ray_arguments(args)
     with ray_map(args.ray, args.ray_cpus) as map_jobs:
         _prepare(args, map_jobs)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fakelab.cli_checks import positive_int
 from fakelab.errors import InputError
 
 
@@ -20,7 +21,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser, how: str = "") -> None:
         help="spread the work over Ray: a cluster's ADDRESS (HOST:PORT or auto), or a local Ray started "
         "for this run when no address is given" + (f"; {how}" if how else ""),
     )
-    group.add_argument("--ray-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
+    group.add_argument("--ray-cpus", type=positive_int, metavar="N", help="CPUs of the local Ray (default: all)")
 
 
 def add_ledger_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +30,8 @@ def add_ledger_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --ray: the results file, one JSON line per file, appended as results arrive; "
         "a scan run again with the same ledger skips the files it holds (default: fakelab-detect-DIR.jsonl)",
     )
-    parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: detector actors (default: CPUs / 4, at least 1)")
+    parser.add_argument("--ray-actors", type=positive_int, metavar="N", help="with --ray: detector actors (default: CPUs / 4, at least 1)")
     parser.add_argument("--restart", action="store_true", help="with --ray: start the ledger afresh instead of resuming")
-
-
-def check_ray_arguments(args: argparse.Namespace) -> None:
-    if args.ray_cpus is not None and args.ray_cpus < 1:
-        raise InputError(f"--ray-cpus must be at least 1, got {args.ray_cpus}")
-    if getattr(args, "ray_actors", None) is not None and args.ray_actors < 1:
-        raise InputError(f"--ray-actors must be at least 1, got {args.ray_actors}")
 
 
 def default_ledger(folder: Path) -> Path:
@@ -49,7 +43,6 @@ def run_ray_detect(args: argparse.Namespace, folder: Path, checkpoint) -> None:
     from fakelab.detection.pipeline import media_files
     from fakelab.scale.detect import ray_scan
 
-    check_ray_arguments(args)
     if args.report:
         raise InputError("--report needs the crops of every file: run it without --ray (or on the ledger's suspects)")
     if not folder.is_dir():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fakelab.cli_checks import positive_int, probability, seed
 from fakelab.errors import InputError
 from fakelab.stress.perturbations import DEEPERFORENSICS, PERTURBATIONS
 
@@ -29,16 +30,6 @@ def register(subparsers) -> None:
     listing.set_defaults(handler=run_list)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
-
-
 def _levels(text: str) -> list[int]:
     try:
         levels = [int(part) for part in text.split(",") if part.strip()]
@@ -47,16 +38,6 @@ def _levels(text: str) -> list[int]:
     if not levels or min(levels) < 1:
         raise argparse.ArgumentTypeError(f"levels run from 1 (0 is the unperturbed run, always made), got {text!r}")
     return levels
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
-    return value
 
 
 def _add_sweep_arguments(parser: argparse.ArgumentParser, max_frames: int) -> None:
@@ -71,9 +52,9 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser, max_frames: int) -> No
     parser.add_argument("--deeperforensics", action="store_true", help="only the seven DeeperForensics-1.0 distortions")
     parser.add_argument("--levels", type=_levels, help="only these levels, e.g. 1,3,5 (default all)")
     parser.add_argument(
-        "--max-frames", type=_positive_int, default=max_frames, help=f"frames read from each video (default {max_frames})"
+        "--max-frames", type=positive_int, default=max_frames, help=f"frames read from each video (default {max_frames})"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random perturbations (default 0)")
     parser.add_argument("--restart", action="store_true", help="forget the cells stored in OUTPUT and start again")
     from fakelab.scale.commands import add_ray_arguments
 
@@ -98,10 +79,10 @@ def _register_detection(kinds) -> None:
     method.add_argument("--method", choices=["cues"], help="cues: the no-checkpoint cue scorer")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="architecture (default: from the checkpoint)")
     parser.add_argument(
-        "--frames", type=_positive_int, default=DEFAULT_SCORED_FRAMES,
+        "--frames", type=positive_int, default=DEFAULT_SCORED_FRAMES,
         help=f"frames scored per clip, sampled evenly (default {DEFAULT_SCORED_FRAMES})",
     )
-    parser.add_argument("--threshold", type=_probability, default=0.5, help="fake when P(fake) reaches this (default 0.5)")
+    parser.add_argument("--threshold", type=probability, default=0.5, help="fake when P(fake) reaches this (default 0.5)")
     _add_sweep_arguments(parser, DEFAULT_MAX_FRAMES)
     parser.set_defaults(handler=run_detection, keeps_finished_outputs=True)  # finished cells, to resume from
 
@@ -158,9 +139,7 @@ def _cell_map(args: argparse.Namespace, description: str):
         yield None, _progress(description)
         return
     from fakelab.scale.cells import ray_cell_map
-    from fakelab.scale.commands import check_ray_arguments
 
-    check_ray_arguments(args)
     with ray_cell_map(args.ray, args.ray_cpus) as map_cells:
         yield map_cells, _progress(description + " (ray)", unit="cell")
 
