@@ -153,22 +153,21 @@ class FolderProvenance:
         self.reports: dict[str, object] = {}
 
     def note(self, path: Path) -> None:
-        from fakelab.provenance.commands import provenance_report
+        from fakelab.provenance.commands import MADE_BY_FAKELAB, provenance_report
 
         report = provenance_report(path)
         self.reports[str(path)] = report
         if not self.as_json:
             verdict = report.verdict() if report is not None else "not readable"
             made = report is not None and report.made_by_fakelab
-            print(f"{path}: {'MADE BY FAKELAB (provenance), whatever the score says' if made else 'provenance: ' + verdict}",
-                  flush=True)
+            print(f"{path}: {MADE_BY_FAKELAB if made else 'provenance: ' + verdict}", flush=True)
 
     def annotate(self, entries: list[dict]) -> list[dict]:
         """JSON entries (results or failures, each with its "file") with their provenance."""
+        from fakelab.provenance.commands import provenance_fields
+
         for entry in entries:
-            report = self.reports.get(entry.get("file"))
-            entry["provenance"] = report.to_json() if report is not None else None
-            entry["made_by_fakelab"] = bool(report is not None and report.made_by_fakelab)
+            entry.update(provenance_fields(self.reports.get(entry.get("file"))))
         return entries
 
 

@@ -12,7 +12,7 @@ from fakelab.cli_checks import non_negative_int, positive_int
 from fakelab.pix2pix.data import default_load_size
 from fakelab.pix2pix.networks import GENERATORS, NORMS
 from fakelab.pix2pix.pairs import KINDS
-from fakelab.training.commands import INTERRUPTED_EXIT_CODE
+from fakelab.training.commands import stopped_exit_code
 
 
 def register(subparsers) -> None:
@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> None:
     held_out = ", ".join(f"{name} {value:.4g}" for name, value in result.held_out.items())
     if result.stopped_early:
         print(f"stopped at step {result.step} (epoch {result.epoch}); continue with --resume", file=sys.stderr)
-        raise SystemExit(128 + result.signal if result.signal else INTERRUPTED_EXIT_CODE)
+        raise SystemExit(stopped_exit_code(result.signal))
     print(f"trained to step {result.step} (epoch {result.epoch}){'; held-out ' + held_out if held_out else ''} -> {result.run_dir}")
 
 

@@ -54,3 +54,16 @@ def provenance_report(path):
         return check_file(path)
     except InputError:
         return None
+
+
+# How a folder scan says, beside a file's score, that provenance marks the file as fakelab's.
+MADE_BY_FAKELAB = "MADE BY FAKELAB (provenance), whatever the score says"
+
+
+def provenance_fields(report) -> dict:
+    """The fields a folder scan adds to each file's JSON entry (serial or on Ray), from
+    `provenance_report`'s answer (None: not readable)."""
+    return {
+        "provenance": report.to_json() if report is not None else None,
+        "made_by_fakelab": bool(report is not None and report.made_by_fakelab),
+    }

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from fakelab.cli_checks import positive_int
 from fakelab.errors import InputError
+from fakelab.provenance.commands import MADE_BY_FAKELAB
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser, how: str = "") -> None:
@@ -78,5 +79,5 @@ def run_ray_detect(args: argparse.Namespace, folder: Path, checkpoint) -> None:
 def _summary(entry: dict) -> str:
     line = f"{entry['file']}: {entry['verdict'].upper()} (score {entry['score']:.3f}, {entry['frames_scored']} frames)"
     if entry.get("made_by_fakelab"):
-        line += "; MADE BY FAKELAB (provenance), whatever the score says"
+        line += "; " + MADE_BY_FAKELAB
     return line

@@ -24,6 +24,7 @@ from fakelab.detection.pipeline import (
     score_faces,
 )
 from fakelab.errors import FakelabError
+from fakelab.provenance.commands import provenance_fields, provenance_report
 from fakelab.scale.cluster import LOCAL, cluster_cpus, ray_session
 from fakelab.scale.ledger import Ledger
 
@@ -69,16 +70,11 @@ def extract_faces(
 
 def file_provenance(path: PathLike) -> dict:
     """The ledger fields of a file's provenance, as `fakelab detect DIR --json` gives them."""
-    from fakelab.provenance.commands import provenance_report
-
     try:
         report = provenance_report(path)
     except Exception:  # noqa: BLE001 - an unreadable file is recorded by the face step
         report = None
-    return {
-        "provenance": report.to_json() if report is not None else None,
-        "made_by_fakelab": bool(report is not None and report.made_by_fakelab),
-    }
+    return provenance_fields(report)
 
 
 class DetectorActor:
@@ -173,7 +169,7 @@ def _run(ray, ledger, todo, checkpoint, arch, device, size, frames, threshold, f
         try:
             return ray.get(ref)
         except ray.exceptions.RayError:
-            return {"provenance": None, "made_by_fakelab": False}
+            return provenance_fields(None)  # the worker died: not readable
 
     submit()
     while pending:

@@ -14,6 +14,12 @@ from fakelab.training.trainer import CHECKPOINT_NAME, CONFIG_NAME, PRECISIONS, T
 INTERRUPTED_EXIT_CODE = 130
 
 
+def stopped_exit_code(signal_number: int | None) -> int:
+    """Exit status of a training run stopped early: 128 + the signal that stopped it, as a shell
+    reports a process that signal ended (130 when none is known)."""
+    return 128 + signal_number if signal_number else INTERRUPTED_EXIT_CODE
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -88,5 +94,5 @@ def run_train(args: argparse.Namespace) -> None:
             f"continue with --resume",
             file=sys.stderr,
         )
-        raise SystemExit(128 + result.signal if result.signal else INTERRUPTED_EXIT_CODE)
+        raise SystemExit(stopped_exit_code(result.signal))
     print(f"trained to step {result.step}; checkpoint {result.checkpoint}")
