@@ -39,8 +39,7 @@ class Job:
     progress: float = 0.0  # 0..1 within the current step
     step: int = 0
     message: str = ""
-    stdout: list[str] = field(default_factory=list)
-    step_stdout: list[list[str]] = field(default_factory=list)  # the same lines, step by step
+    step_stdout: list[list[str]] = field(default_factory=list)  # each step's output lines
     may_fail: tuple[int, ...] = ()  # steps whose failure is noted in step_errors and the job goes on
     step_errors: dict[int, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # shown while the job runs (live: where its stream is)
@@ -49,6 +48,11 @@ class Job:
     _process: subprocess.Popen | None = None
     _process_code: int | None = None
     _cancelled: bool = False
+
+    @property
+    def stdout(self) -> list[str]:
+        """Every step's output lines, in order."""
+        return [line for lines in self.step_stdout for line in lines]
 
     def to_json(self) -> dict:
         steps = max(1, len(self.steps))
@@ -155,7 +159,6 @@ class JobRunner:
         def read_stdout() -> None:
             for line in process.stdout:
                 lines.append(line)
-                job.stdout.append(line)
 
         reader = threading.Thread(target=read_stdout, daemon=True)
         reader.start()
