@@ -109,11 +109,14 @@ def test_bad_job_options_are_one_message(server):
     status, answer = start_job(url, "stress", {"driving": driving, "perturbations": ["blurr"]})
     assert status == 400 and answer["error"].startswith("unknown perturbation 'blurr' (known: saturation, contrast, ")
     assert start_job(url, "stress", {"driving": driving, "levels": "0,9"}) == (400, {"error": "levels run from 1 to 5, got '0,9'"})
+    assert start_job(url, "stress", {"driving": driving, "max_frames": "ten"}) == (400, {"error": "frames must be a whole number, got 'ten'"})
     assert start_job(url, "stress", {"kind": "detection", "real": [driving]}) == (400, {"error": "choose at least one fake clip"})
     assert start_job(url, "stress", {"kind": "detection", "real": [driving], "fake": ["gone"]}) == (
         400, {"error": "a fake clip: the upload is gone; upload it again"})
     assert start_job(url, "live", {"source": portrait, "camera": "front"}) == (
         400, {"error": "a camera is a number (0 is the first one), got 'front'"})
+    assert start_job(url, "live", {"source": portrait, "camera": "0", "minutes": "ten"}) == (
+        400, {"error": "minutes must be a number, got 'ten'"})
     assert start_job(url, "live", {"source": portrait, "input_kind": "url", "url": "file:///etc/passwd"}) == (
         400, {"error": "not a stream URL (rtsp://, http://, udp://...): 'file:///etc/passwd'"})
     assert start_job(url, "live", {"source": portrait, "model": "fomm"}) == (400, {"error": "choose a FOMM checkpoint first"})

@@ -21,7 +21,6 @@ from fastapi.responses import StreamingResponse
 from fakelab.errors import FakelabError
 from fakelab.webapp.jobs import Job, JobRunner
 
-LIVE_MODELS = ("portrait", "landmark-warp", "fomm")
 CONTROLS = ("recalibrate", "next", "previous", "overlay", "mirror", "stats")
 STREAM_URL = re.compile(r"^(rtsp|rtmp|http|https|udp|tcp|srt)://\S+$", re.IGNORECASE)
 DEFAULT_MINUTES = 10  # a preview left open in a forgotten tab stops by itself
@@ -64,10 +63,16 @@ def start(runner: JobRunner, options: dict, path_of) -> Job:
         where = str(path_of(options.get("video"), "a video to play as the camera"))
     else:
         raise LiveError(f"unknown input {kind!r} (camera, url or video)")
+    from fakelab.live.avatars import LIVE_MODELS  # here: importing fakelab.live loads torch (2 s)
+
     model = options.get("model") or "portrait"
     if model not in LIVE_MODELS:
         raise LiveError(f"unknown live model {model!r} (one of {', '.join(LIVE_MODELS)})")
-    minutes = float(options.get("minutes") or DEFAULT_MINUTES)
+    minutes_text = options.get("minutes") or DEFAULT_MINUTES
+    try:
+        minutes = float(minutes_text)
+    except (TypeError, ValueError):
+        raise LiveError(f"minutes must be a number, got {minutes_text!r}") from None
     if not 0 < minutes <= 240:
         raise LiveError(f"minutes must be between 0 and 240, got {minutes:g}")
     port = free_port()

@@ -336,7 +336,11 @@ def _start_stress(runner: JobRunner, options: dict, path_of) -> Job:
         raise UploadError(f"levels are whole numbers separated by commas, e.g. 1,3,5; got {levels_text!r}") from None
     if not levels or levels[0] < 1 or levels[-1] > 5:
         raise UploadError(f"levels run from 1 to 5, got {levels_text!r}")
-    max_frames = int(options.get("max_frames") or STRESS_MAX_FRAMES[kind])
+    frames_text = options.get("max_frames") or STRESS_MAX_FRAMES[kind]
+    try:
+        max_frames = int(frames_text)
+    except (TypeError, ValueError):
+        raise UploadError(f"frames must be a whole number, got {frames_text!r}") from None
     if not 1 <= max_frames <= 300:
         raise UploadError(f"frames must be between 1 and 300, got {max_frames}")
     job_id = uuid.uuid4().hex[:12]
@@ -347,7 +351,7 @@ def _start_stress(runner: JobRunner, options: dict, path_of) -> Job:
         source = path_of(options.get("source"), "a portrait", required=False)
         if source is not None:
             command += ["--source", str(source)]
-        model = options.get("model") or "landmark-warp"  # the CLI's default for sweeps: the fastest
+        model = options.get("model") or "landmark-warp"  # the fastest (the CLI's default is portrait)
         if model not in ANIMATION_MODELS:
             raise UploadError(f"unknown model {model!r} (one of {', '.join(ANIMATION_MODELS)})")
         command += ["--model", model]
