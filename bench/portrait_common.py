@@ -57,9 +57,13 @@ def driving_landmarks(name: str, clip: list[np.ndarray]) -> list[np.ndarray | No
     return found
 
 
-def run_portrait(source: np.ndarray, landmarks: np.ndarray, clip, clip_landmarks, animator=None):
+def run_portrait(source: np.ndarray, landmarks: np.ndarray, clip, clip_landmarks, animator=None, live=False):
+    """The portrait model on a whole clip as `fakelab animate` runs it (the head pose
+    smoothed with look-ahead), or with `live` frame by frame as a live avatar runs it."""
     portrait = (animator or PortraitAnimator()).prepare(source, landmarks)
-    return [portrait.render(frame, lm) for frame, lm in zip(clip, clip_landmarks)], portrait
+    if live:
+        return [portrait.render(frame, lm) for frame, lm in zip(clip, clip_landmarks)], portrait
+    return list(portrait.render_stream(clip, clip_landmarks)), portrait
 
 
 def run_landmark_warp(source: np.ndarray, clip) -> list[np.ndarray]:

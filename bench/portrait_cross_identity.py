@@ -5,7 +5,10 @@ For each pair: temporal flicker outside the face (mean absolute change between
 consecutive frames, 8-bit levels, the largest one-frame change over the median,
 and the mean absolute second difference, "jitter"), the same change outside each
 model's own animated region (landmark-warp: its paste-back face mask, the same
-region; portrait: where its warp field is non-zero), the seam figure (gradient
+region; portrait: where its warp field is non-zero), the same change for the portrait
+model with its head pose switched off (everything else as is: how much of its change
+outside the face is the head moving its hair and neck, which landmark-warp never
+does), the seam figure (gradient
 energy along landmark-warp's paste-back edge over the source's along the same
 path) and its distance from the source's own, |log(ratio)|, and an 8-frame
 contact sheet (driving / landmark-warp / portrait) in docs/portrait/.
@@ -26,6 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fakelab.animation.portrait import PortraitAnimator, PortraitOptions
+
 from portrait_common import (
     CACHE,
     DRIVERS,
@@ -43,6 +48,10 @@ from portrait_common import (
     source_image,
     source_landmarks,
 )
+
+
+# The portrait model with every head-pose limit at zero: the head stays where it is.
+STILL_HEAD = PortraitOptions(max_angle=0.0, max_shift=0.0, min_scale=1.0, max_scale=1.0)
 
 
 def main() -> None:
@@ -73,6 +82,8 @@ def main() -> None:
                 "seam": seam(portrait, source, landmarks),
                 "outside_animated": flicker(portrait, landmarks, still=prepared.still_region())[0],
             }
+            still_head, _ = run_portrait(source, landmarks, clip, clip_landmarks, PortraitAnimator(options=STILL_HEAD))
+            row["portrait"]["flicker_pose_off"] = flicker(still_head, landmarks)
             sheet_rows = [("portrait", portrait, face_view(landmarks, source.shape))]
             if not args.no_baseline:
                 figures, baseline = _baseline(source, landmarks, clip, args.baseline_cache / f"{row['pair']}-{len(clip)}frames")
@@ -85,6 +96,9 @@ def main() -> None:
             print(_line(row), flush=True)
     print()
     print(table(rows, baseline=not args.no_baseline))
+    if not args.no_baseline:
+        print()
+        print(wins(rows))
     if args.output:
         args.output.write_text(json.dumps(rows, indent=2))
 
@@ -123,6 +137,9 @@ def _line(row: dict) -> str:
                 f"{model}: change {mean:.3f} (outside its region {_figure(row[model]['outside_animated'])}) "
                 f"jump {jump:.1f}x jitter {jitter:.3f} seam {seam_ratio:.2f} |log| {abs(np.log(seam_ratio)):.2f}"
             )
+    if "flicker_pose_off" in row.get("portrait", {}):
+        mean, jump, jitter = row["portrait"]["flicker_pose_off"]
+        parts.append(f"portrait, head pose off: change {mean:.3f} jump {jump:.1f}x jitter {jitter:.3f}")
     return " | ".join(parts)
 
 
@@ -130,7 +147,8 @@ def table(rows: list[dict], baseline: bool = True) -> str:
     models = ("landmark-warp", "portrait") if baseline else ("portrait",)
     columns = ("change", "change outside its region", "jump", "jitter", "seam", "seam |log|")
     header = "| pair | " + " | ".join(f"{m} {c}" for m in models for c in columns) + " |"
-    lines = [header, "|" + "---|" * (1 + len(columns) * len(models))]
+    header += " portrait, head pose off: change | jump | jitter |"
+    lines = [header, "|" + "---|" * (1 + len(columns) * len(models) + 3)]
     for row in rows + [_mean_row(rows, models)]:
         cells = []
         for model in models:
@@ -138,7 +156,24 @@ def table(rows: list[dict], baseline: bool = True) -> str:
             log_seam = row[model].get("seam_log", abs(np.log(seam_ratio)))
             cells += [f"{mean:.3f}", _figure(row[model]["outside_animated"]), f"{jump:.1f}x", f"{jitter:.3f}",
                       f"{seam_ratio:.2f}", f"{log_seam:.2f}"]
+        mean, jump, jitter = row["portrait"]["flicker_pose_off"]
+        cells += [f"{mean:.3f}", f"{jump:.1f}x", f"{jitter:.3f}"]
         lines.append(f"| {row['pair']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def wins(rows: list[dict]) -> str:
+    """On how many pairs each portrait figure is lower (seam: closer to the source's)
+    than landmark-warp's."""
+    def count(figure) -> int:
+        return sum(figure(row["portrait"]) < figure(row["landmark-warp"]) for row in rows)
+
+    lines = []
+    for name, index in (("change outside the face", 0), ("largest jump over the median", 1), ("jitter", 2)):
+        lines.append(f"{name}: portrait lower on {count(lambda f: f['flicker'][index])} of {len(rows)} pairs, "
+                     f"with its head pose off on "
+                     f"{sum(row['portrait']['flicker_pose_off'][index] < row['landmark-warp']['flicker'][index] for row in rows)}")
+    lines.append(f"seam |log|: portrait closer on {count(lambda f: abs(np.log(f['seam'])))} of {len(rows)} pairs")
     return "\n".join(lines)
 
 
@@ -156,6 +191,9 @@ def _mean_row(rows: list[dict], models) -> dict:
             # nan: no pixel of the frame is outside that model's region.
             "outside_animated": float(np.nanmean([row[model]["outside_animated"] for row in rows])),
         }
+    mean["portrait"]["flicker_pose_off"] = tuple(
+        np.mean([row["portrait"]["flicker_pose_off"][i] for row in rows]) for i in range(3)
+    )
     return mean
 
 

@@ -16,6 +16,8 @@ from fakelab.animation.portrait import (
     INNER_LIPS,
     PortraitAnimator,
     PortraitOptions,
+    _Motion,
+    _smoothed_pose,
     apply_affine,
     fit_similarity,
     iris_position,
@@ -208,11 +210,22 @@ def test_output_keeps_the_exact_source_size_and_never_squashes_a_wide_source(boy
 def test_the_mouth_is_filled_from_the_driving_frame_only_when_it_opens(boy):
     image, landmarks = boy
     driver = landmarks * 1.5 + 20
-    frame = np.full((320, 320, 3), 120, np.uint8)
     opened = driver.copy()
     opened[LOWER_LIP, 1] += 14
-    inner = np.round(opened[INNER_LIPS]).astype(np.int32)
-    cv2.fillPoly(frame, [inner], (250, 250, 250))  # white teeth in the driver's open mouth
+
+    def driving_frame(rim: bool) -> np.ndarray:
+        """Red lips; in the open mouth white teeth, and with `rim` the dark edge that a
+        real open mouth shows just past dlib's inner-lip points."""
+        frame = np.full((320, 320, 3), 120, np.uint8)
+        cv2.fillPoly(frame, [np.round(opened[48:60]).astype(np.int32)], (170, 60, 60))
+        inner = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillPoly(inner, [np.round(opened[INNER_LIPS]).astype(np.int32)], 1)
+        if rim:
+            frame[cv2.dilate(inner, np.ones((7, 7), np.uint8)) > 0] = (35, 15, 15)
+        frame[inner > 0] = (250, 250, 250)
+        return frame
+
+    frame = driving_frame(rim=True)
     smile = driver.copy()
     smile[[48, 54], 1] -= 3  # lips move, the mouth stays closed
 
@@ -239,11 +252,66 @@ def test_the_mouth_is_filled_from_the_driving_frame_only_when_it_opens(boy):
     # dark edge of a real open mouth); with mouth_grow 0 it stops at them.
     ring = (cv2.dilate(mouth, np.ones((5, 5), np.uint8)) > 0) & ~(cv2.erode(mouth, np.ones((3, 3), np.uint8)) > 0)
     ring &= ~inside
-    assert np.abs(filled[ring].astype(int) - plain[ring]).mean() > 10
+    grown = np.abs(filled[ring].astype(int) - plain[ring]).mean()
+    assert grown > 10
     portrait = PortraitAnimator(options=PortraitOptions(gaze=False, mouth_grow=0.0)).prepare(image, landmarks)
     portrait.render(frame, driver)
     tight = portrait.render(frame, opened)
-    assert np.abs(tight[ring].astype(int) - plain[ring]).mean() < 0.5 * np.abs(filled[ring].astype(int) - plain[ring]).mean()
+    assert np.abs(tight[ring].astype(int) - plain[ring]).mean() < 0.5 * grown
+
+
+def _motions(poses, segments=None) -> list:
+    frame = np.zeros((4, 4, 3), np.uint8)
+    segments = [0] * len(poses) if segments is None else segments
+    return [_Motion(frame, segment, pose=np.asarray(pose, float)) for pose, segment in zip(poses, segments)]
+
+
+def test_a_whole_video_smooths_the_head_pose_without_lag():
+    # A steady turn measured with jitter: the smoothed pose stays on the line (no lag:
+    # a causal filter would trail it by its delay) and jitters less.
+    random = np.random.default_rng(1)
+    frames = np.arange(60)
+    truth = np.stack([0.004 * frames, np.zeros(60), 0.003 * frames, np.zeros(60)], axis=1)
+    measured = truth + random.normal(0, 0.004, truth.shape)
+    motions = _motions(measured)
+    smoothed = np.array([_smoothed_pose(motions, i, 3, 1.5, 0.01) for i in range(3, 57)])
+    error = smoothed - truth[3:57]
+    assert np.abs(error.mean(axis=0)).max() < 0.001  # no lag
+    assert np.abs(error).mean() < 0.6 * np.abs(measured[3:57] - truth[3:57]).mean()
+    # A quick shake of the head is motion, not jitter: it passes (a fixed-width
+    # smoothing of the same reach keeps a third of it).
+    shake = np.zeros((30, 4))
+    shake[:, 2] = 0.2 * np.sin(2 * np.pi * np.arange(30) / 5)
+    motions = _motions(shake)
+    passed = np.array([_smoothed_pose(motions, i, 3, 1.5, 0.01) for i in range(3, 27)])
+    assert np.abs(passed - shake[3:27]).max() < 0.02
+    fixed = np.array([_smoothed_pose(motions, i, 3, 1.5, 0.0) for i in range(3, 27)])
+    assert np.abs(fixed - shake[3:27]).max() > 0.1
+    # Never across a scene cut: the last pose before one is not pulled towards the next.
+    poses = [[0, 0, 0, 0]] * 10 + [[0, 0, 0.3, 0]] * 10
+    motions = _motions(poses, [0] * 10 + [1] * 10)
+    np.testing.assert_allclose(_smoothed_pose(motions, 9, 3, 1.5, 0.01), [0, 0, 0, 0], atol=1e-9)
+
+
+def test_render_stream_renders_every_frame_and_without_smoothing_is_render(boy):
+    image, landmarks = boy
+    random = np.random.default_rng(2)
+    frame = np.zeros((256, 256, 3), np.uint8)
+    driving = [landmarks] + [
+        apply_affine(similarity(0.3 * i, 1.0, (0.5 * i, 0)), landmarks) + random.normal(0, 0.7, (1, 2))
+        for i in range(1, 12)
+    ]
+    plain = PortraitAnimator(options=PortraitOptions(pose_smoothing=0.0, gaze=False))
+    stepped = plain.prepare(image, landmarks)
+    one_by_one = [stepped.render(frame, lm) for lm in driving]
+    streamed = list(plain.prepare(image, landmarks).render_stream([frame] * len(driving), driving))
+    for a, b in zip(one_by_one, streamed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    smoothed = list(PortraitAnimator(options=PortraitOptions(gaze=False)).prepare(image, landmarks).render_stream(
+        [frame] * len(driving), driving))
+    assert len(smoothed) == len(driving)  # the look-ahead is flushed at the end
+    np.testing.assert_array_equal(smoothed[0], image)  # the neutral frame is still the source
+    assert any(np.abs(a.astype(int) - b).max() > 0 for a, b in zip(smoothed[1:], streamed[1:]))
 
 
 def test_recalibrate_makes_a_frame_the_neutral_one(boy):

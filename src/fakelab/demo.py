@@ -76,27 +76,60 @@ def head_motion(landmarks: np.ndarray, phase: float) -> np.ndarray:
 
 
 def paint_mouth_interior(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """A dark mouth with a band of upper teeth inside the inner lips (landmarks 60-67).
+    """The inside of an open mouth within the inner lips (landmarks 60-67): upper
+    teeth with the gaps between them, lower teeth in shadow, a tongue, and a dark
+    cavity that deepens towards the corners.
 
     The warp can only stretch the closed lips of the portrait; a talking head
     shows teeth, and the portrait model takes the mouth's interior from the
-    driving frame.
+    driving frame. A flat white band and a flat dark hole read as painted: shading
+    across the mouth (teeth recede towards the corners) and the gaps are what make
+    it read as a mouth.
     """
     inner = landmarks[60:68]
     mask = np.zeros(frame.shape[:2], np.float32)
     cv2.fillPoly(mask, [np.round(inner * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
     if mask.sum() < 4:
         return frame
-    top = min(landmarks[[61, 62, 63], 1].mean(), landmarks[[65, 66, 67], 1].mean())
-    opening = abs(landmarks[[65, 66, 67], 1].mean() - landmarks[[61, 62, 63], 1].mean())
-    rows = np.arange(frame.shape[0], dtype=np.float32)[:, None]
-    teeth = ((rows > top) & (rows < top + 0.45 * opening + 1)).astype(np.float32)
-    interior = np.empty(frame.shape, np.float32)
-    interior[:] = (70, 25, 30)  # the dark red of a mouth's inside
-    interior = interior * (1 - teeth[..., None]) + np.array([225, 220, 205], np.float32) * teeth[..., None]
-    interior = cv2.GaussianBlur(interior, (0, 0), 0.8)
+    left, right = landmarks[60], landmarks[64]
+    centre = (left + right) / 2
+    half_width = max(float(np.linalg.norm(right - left)) / 2, 1.0)
+    axis = (right - left) / (2 * half_width)
+    down = np.array([-axis[1], axis[0]])
+    top = float((landmarks[[61, 62, 63]].mean(axis=0) - centre) @ down)
+    bottom = float((landmarks[[65, 66, 67]].mean(axis=0) - centre) @ down)
+    opening = max(bottom - top, 1.0)
+    ys, xs = np.mgrid[: frame.shape[0], : frame.shape[1]].astype(np.float32)
+    u = ((xs - centre[0]) * axis[0] + (ys - centre[1]) * axis[1]) / half_width  # -1..1, corner to corner
+    v = ((xs - centre[0]) * down[0] + (ys - centre[1]) * down[1] - top) / opening  # 0 upper lip .. 1 lower
+    # The cavity: dark red, darker towards the corners and the back.
+    depth = np.clip(1 - 0.55 * u**2, 0.25, 1)[..., None]
+    colour = np.array([92, 30, 34], np.float32) * depth
+    # The tongue, low in the middle.
+    tongue = np.clip(1 - (u / 0.55) ** 2 - ((v - 1.05) / 0.45) ** 2, 0, 1)[..., None]
+    colour = colour * (1 - tongue) + np.array([165, 70, 72], np.float32) * depth * tongue
+    # Upper teeth: a band under the upper lip whose lower edge dips a little at each
+    # tooth, gaps every eighth of the mouth, fading into the dark at the corners.
+    tooth = 2 / 8
+    within = (u / tooth) % 1.0
+    edge = 0.42 - 0.06 * (2 * within - 1) ** 2
+    upper = _soft_step(edge - v, 0.05) * np.clip(1.15 - np.abs(u), 0, 1)
+    gaps = 1 - 0.35 * np.exp(-(((within - 0.5) / 0.06) ** 2)) * (np.abs(u) > 0.05)
+    shade = (0.78 + 0.22 * np.clip(1 - u**2, 0, 1)) * gaps
+    teeth = np.array([236, 230, 214], np.float32) * shade[..., None]
+    colour = colour * (1 - upper[..., None]) + teeth * upper[..., None]
+    # Lower teeth, barely showing above the lower lip, in shadow.
+    lower = _soft_step(v - 0.86, 0.04) * np.clip(0.8 - np.abs(u), 0, 1)
+    colour = colour * (1 - lower[..., None]) + 0.6 * teeth * lower[..., None]
+    interior = cv2.GaussianBlur(colour, (0, 0), 0.6)
     alpha = cv2.GaussianBlur(mask, (0, 0), 0.7)[..., None] * mask[..., None]
     return np.round(frame * (1 - alpha) + interior * alpha).astype(np.uint8)
+
+
+def _soft_step(distance: np.ndarray, width: float) -> np.ndarray:
+    """0 below 0, 1 above `width`, smooth between: an anti-aliased edge."""
+    t = np.clip(distance / width, 0, 1)
+    return t * t * (3 - 2 * t)
 
 
 def driving_clip(portrait: np.ndarray, frames: int) -> list[np.ndarray]:

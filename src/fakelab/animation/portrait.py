@@ -36,6 +36,7 @@ avatar calls.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -97,11 +98,14 @@ class PortraitOptions:
     min_cutoff: float = 2.0  # Hz for still landmarks
     mouth_min_cutoff: float = 5.0  # and for the lips, which move faster in speech
     beta: float = 150.0  # cutoff rise per face size per second
-    # The head pose may be filtered again (None: not): a second filter on top of the
-    # landmarks' lagged the face behind the driver (self-reenactment AKD on d12 4.6 px
-    # with it at 1.5 Hz); the jitter it was for is now the outer filter's job.
-    pose_min_cutoff: float | None = None
-    pose_beta: float = 30.0
+    # A whole video (render_stream) smooths the head pose without lag: each frame's pose
+    # is a straight line fitted through its neighbours' up to 2 sigma frames either
+    # side (Gaussian weights), so a steady turn keeps its pace while dlib's jitter on
+    # the jaw outline averages out. A causal filter here lagged the face behind the
+    # driver (self-reenactment AKD on d12 4.6 px with a 1.5 Hz One-Euro). Live
+    # rendering (render) cannot look ahead and takes the pose as measured. 0: off.
+    pose_smoothing: float = 1.5  # sigma, in frames, for a still head
+    pose_follow: float = 0.01  # pose change a frame (radians, log scale, face sizes) past which the smoothing gives way
     derivative_cutoff: float = 8.0  # Hz: how fast the filters notice that a motion starts
     scene_cut: float = 0.35  # a one-frame move of the head by this many face sizes is a cut
     # Outside the face (hair, ears, neck, the fade into the background) the warp field
@@ -250,14 +254,12 @@ class PreparedPortrait:
         self._neutral: np.ndarray | None = None
         self.frames_seen = 0
         self.neutral_frame: int | None = None  # index of the neutral driving frame among those rendered
+        self._segment = 0  # counts scene cuts and neutral frames (see _Motion)
         self._last_raw: np.ndarray | None = None
         self._filter = self._new_filter()
         self._gaze_neutral: list[np.ndarray | None] = [None, None]
         self._gaze = np.zeros((2, 2))
         self._gaze_filter = OneEuroFilter(fps, min_cutoff=3.0, beta=0.0)
-        self._pose_filter = OneEuroFilter(
-            fps, options.pose_min_cutoff or 1.0, options.pose_beta, options.derivative_cutoff
-        )
         self._outer_filter = OneEuroFilter(fps, options.outer_min_cutoff, options.outer_beta, 1.0)
 
     # ----- per-source set-up
@@ -419,7 +421,6 @@ class PreparedPortrait:
         self._mouth_ratio = float(np.clip(self._mouth_width / max(scale * driving_mouth, 1e-6), 0.7, 1.4))
         self._filter = self._new_filter()
         self._filter.reset(self._normalise(landmarks))
-        self._pose_filter.reset()
         self._outer_filter.reset(np.zeros((len(self._grid), 2)))
         self._last_raw = landmarks.copy()
         self._gaze_neutral = [iris_position(frame, landmarks[eye]) for eye in EYES]
@@ -429,24 +430,31 @@ class PreparedPortrait:
     def _normalise(self, landmarks: np.ndarray) -> np.ndarray:
         return (landmarks - self._neutral_centre) / self._neutral_size
 
-    def _filtered(self, landmarks: np.ndarray) -> np.ndarray:
-        normalised = self._normalise(landmarks)
-        cut = self._last_raw is None or (
+    def _is_cut(self, landmarks: np.ndarray) -> bool:
+        return self._last_raw is None or bool(
             np.linalg.norm(landmarks[STABLE].mean(axis=0) - self._last_raw[STABLE].mean(axis=0))
             > self.options.scene_cut * self._neutral_size
         )
+
+    def _filtered(self, landmarks: np.ndarray, cut: bool) -> np.ndarray:
+        normalised = self._normalise(landmarks)
         if cut:
             self._filter.reset(normalised)
-            self._pose_filter.reset()
-            self._outer_filter.reset()
         self._last_raw = landmarks.copy()
         return self._filter(normalised) * self._neutral_size + self._neutral_centre
 
     # ----- motion
-    def targets(self, driving: np.ndarray, smooth_pose: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def targets(self, driving: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For (filtered) driving landmarks: the source landmarks with the expression
-        only, the source's head pose (2x3), and the final target landmarks.
-        `smooth_pose` passes the pose through its own, slower filter (per frame, in order)."""
+        only, the source's head pose (2x3), and the final target landmarks."""
+        moved, pose = self._expression_and_pose(driving)
+        head = self._head_matrix(pose)
+        return moved, head, apply_affine(head, moved)
+
+    def _expression_and_pose(self, driving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The source landmarks moved by the driving expression, and the head pose to
+        give the source (clamped) as (angle in radians, log scale, shift x, shift y in
+        face sizes): parameters that can be averaged over frames."""
         options = self.options
         pose = fit_similarity(self._neutral[STABLE], driving[STABLE])
         unposed = apply_affine(invert_affine(pose), driving)
@@ -471,26 +479,55 @@ class PreparedPortrait:
         # Scale is clamped in log space: leaning in and out are alike.
         log_scale = np.log(scale)
         limit = np.log(options.max_scale) if log_scale > 0 else -np.log(options.min_scale)
-        scale = float(np.exp(_soft_clamp(log_scale, limit, knee)))
+        log_scale = _soft_clamp(log_scale, limit, knee)
         shift = linear @ (apply_affine(pose, self._neutral_centre[None])[0] - self._neutral_centre)
         length = np.linalg.norm(shift)
         limit = options.max_shift * self.face_size
         if length > 1e-9:
             shift = shift / length * _soft_clamp(length, limit, knee)
-        if smooth_pose and options.pose_min_cutoff is not None:
-            state = self._pose_filter(np.array([angle, np.log(scale), *(shift / self.face_size)]))
-            angle, scale, shift = state[0], float(np.exp(state[1])), state[2:] * self.face_size
-        rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        head = np.hstack([rotation, (self.centre + shift - rotation @ self.centre)[:, None]])
-        return moved, head, apply_affine(head, moved)
+        return moved, np.array([angle, log_scale, *(shift / self.face_size)])
+
+    def _head_matrix(self, pose: np.ndarray) -> np.ndarray:
+        angle, log_scale = pose[:2]
+        rotation = np.exp(log_scale) * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        return np.hstack([rotation, (self.centre + pose[2:] * self.face_size - rotation @ self.centre)[:, None]])
 
     # ----- rendering
     def render(self, driving_frame: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
-        """The source animated by one driving frame (HxWx3 uint8 RGB, any size).
+        """The source animated by one driving frame (HxWx3 uint8 RGB, any size), with
+        no look-ahead: what a live avatar calls per frame.
 
         `landmarks` (68x2, driving-frame pixels) skips the face detection. A frame
         without a face holds the last pose; before any face, the source is shown.
         """
+        return self._draw(self._measure(driving_frame, landmarks))
+
+    def render_stream(
+        self, driving: Iterable[np.ndarray], landmarks: Iterable[np.ndarray | None] | None = None
+    ) -> Iterator[np.ndarray]:
+        """The source animated by a whole driving video, one output frame per driving
+        frame, lazily; the head pose is smoothed without lag (options.pose_smoothing),
+        which holds back a few driving frames (the look-ahead) in memory.
+        `landmarks`, one per driving frame, skip the face detection."""
+        sigma = self.options.pose_smoothing
+        reach = int(np.ceil(2 * sigma)) if sigma > 0 else 0
+        pending: deque[_Motion] = deque()  # the last `reach` frames drawn, then those still to draw
+        drawn = 0  # how many of `pending` are drawn
+        pairs = zip(driving, landmarks) if landmarks is not None else ((frame, None) for frame in driving)
+        for frame, found in pairs:
+            pending.append(self._measure(frame, found))
+            while len(pending) - drawn > reach:
+                yield self._draw(pending[drawn], _smoothed_pose(pending, drawn, reach, sigma, self.options.pose_follow))
+                drawn += 1
+                if drawn > reach:
+                    pending.popleft()
+                    drawn -= 1
+        while drawn < len(pending):
+            yield self._draw(pending[drawn], _smoothed_pose(pending, drawn, reach, sigma, self.options.pose_follow))
+            drawn += 1
+
+    def _measure(self, driving_frame: np.ndarray, landmarks: np.ndarray | None) -> "_Motion":
+        """Everything one driving frame says, in order, short of drawing it."""
         if driving_frame.dtype != np.uint8 or driving_frame.ndim != 3 or driving_frame.shape[2] != 3:
             raise InputError(
                 f"a driving frame must be an HxWx3 uint8 RGB array, got {driving_frame.dtype} {driving_frame.shape}"
@@ -499,34 +536,49 @@ class PreparedPortrait:
         self.frames_seen += 1
         if found is None:  # no face: hold the last pose
             if self._neutral is None or self._last_raw is None:
-                return self.source.copy()
+                return _Motion(driving_frame, self._segment)
             found = self._last_raw
-        raw = found
         if self._neutral is None:
             self._calibrate(driving_frame, found)
             self.neutral_frame = self.frames_seen - 1
-            return self.source.copy()
+            return _Motion(driving_frame, self._segment)
         if np.abs(found - self._neutral).max() < NEUTRAL_TOLERANCE:
             # The neutral frame again (the best frame, met in its place in the video):
             # the source exactly, and the filters start over from it.
             self._filter.reset(self._normalise(self._neutral))
-            self._pose_filter.reset()
-            self._outer_filter.reset(np.zeros((len(self._grid), 2)))
             self._last_raw = found.copy()
+            self._segment += 1
+            return _Motion(driving_frame, self._segment, restart=np.zeros((len(self._grid), 2)))
+        cut = self._is_cut(found)
+        if cut:
+            self._segment += 1
+        moved, pose = self._expression_and_pose(self._filtered(found, cut))
+        # At a cut the slow outer field starts over too (None: from the next field as is).
+        return _Motion(driving_frame, self._segment, found, moved, pose, restart=None if cut else False)
+
+    def _draw(self, motion: "_Motion", pose: np.ndarray | None = None) -> np.ndarray:
+        """One output frame from a measured driving frame; `pose`, the head pose
+        smoothed over neighbouring frames, moves what surrounds the face (the face itself
+        keeps the measured pose and follows the driver exactly). Called in the frames'
+        order: the outer field's and the gaze's filters run here."""
+        if motion.restart is not False:
+            self._outer_filter.reset(motion.restart)
+        if motion.moved is None:
             return self.source.copy()
-        smoothed = self._filtered(found)
-        moved, head, target = self.targets(smoothed, smooth_pose=True)
-        self._last_target = target
-        gaze = self._gaze_shift(driving_frame, raw, target) if self.options.gaze else None
+        head = self._head_matrix(motion.pose)
+        steady_head = None if pose is None else self._head_matrix(pose)
+        target = apply_affine(head, motion.moved)
+        gaze = self._gaze_shift(motion.frame, motion.raw, target) if self.options.gaze else None
         fill = self.options.mouth_fill and self._mouth_alpha(target) > 0
         if np.abs(target - self.landmarks).max() < 0.05 and gaze is None and not fill:
             return self.source.copy()
-        out = self._warp(moved, head, gaze, target)
+        out = self._warp(motion.moved, head, gaze, target, steady_head)
         if fill:
-            self._fill_mouth(out, driving_frame, raw, target)
+            self._fill_mouth(out, motion.frame, motion.raw, target)
         return out
 
-    def _warp(self, moved: np.ndarray, head: np.ndarray, gaze, target: np.ndarray) -> np.ndarray:
+    def _warp(self, moved: np.ndarray, head: np.ndarray, gaze, target: np.ndarray, steady_head=None) -> np.ndarray:
+        """`steady_head` (2x3, or None: `head`) is the head pose for the outer field."""
         grid, weight = self._grid, self._grid_weight
         # Undo the head pose where the head is; the background stays.
         unposed = apply_affine(invert_affine(head), grid)
@@ -540,7 +592,12 @@ class PreparedPortrait:
         field = thin_plate_field(centres, values, y, self.face_size, self.options.rbf_ridge)
         z = y + weight[:, None] * field
         displacement = z - grid
-        outer = self._outer_filter(displacement / self.face_size)
+        # Outside the face only the pose part differs with the steady pose: the
+        # expression field has died away there.
+        steady = displacement
+        if steady_head is not None:
+            steady = displacement + weight[:, None] * (apply_affine(invert_affine(steady_head), grid) - unposed)
+        outer = self._outer_filter(steady / self.face_size)
         # The slow field never trails the face's by more than outer_lag: it smooths the
         # landmarks' pixel jitter, but a quick head move must not tear the narrow band
         # between the face and its hair.
@@ -612,9 +669,12 @@ class PreparedPortrait:
     def _mouth_alpha(self, target: np.ndarray) -> float:
         """How much of the driving mouth to show: 0 unless the mouth opens past the source's."""
         opening = polygon_area(target[INNER_LIPS])
-        new = opening - self._mouth_opening
-        # A source that already shows its teeth keeps them until its mouth is twice as open.
-        ramp = max(self.options.mouth_ramp * self._mouth_width**2, self._mouth_opening)
+        # A source that already shows its teeth keeps them, stretched, while its mouth
+        # opens by up to 15%; then the driving mouth takes over quickly: half-way
+        # blends show two sets of teeth (it took until twice the opening, and the
+        # demo's smiling astronaut spent most frames with ghost teeth).
+        new = opening - 1.15 * self._mouth_opening
+        ramp = max(self.options.mouth_ramp * self._mouth_width**2, 0.35 * self._mouth_opening)
         return float(np.clip(new / ramp, 0.0, 1.0))
 
     def _driving_lip_colour(self, frame: np.ndarray, raw: np.ndarray) -> np.ndarray:
@@ -671,6 +731,51 @@ class PreparedPortrait:
         alpha = (alpha_strength * mask)[..., None]
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.round(region + alpha * (patch - region)).astype(np.uint8)
+
+
+@dataclass
+class _Motion:
+    """One driving frame as measured, waiting to be drawn. `moved` None: the source as
+    it is. `segment` changes at every scene cut and neutral frame: the head pose is
+    never smoothed across one. `restart`: False, or the value (None: the next field)
+    the outer field's filter starts over from when this frame is drawn."""
+
+    frame: np.ndarray
+    segment: int
+    raw: np.ndarray | None = None
+    moved: np.ndarray | None = None
+    pose: np.ndarray | None = None
+    restart: object = False
+
+
+def _smoothed_pose(motions: "deque[_Motion]", index: int, reach: int, sigma: float, follow: float) -> np.ndarray | None:
+    """The head pose of motions[index], fitted without lag: a straight line through the
+    poses of the same segment up to `reach` frames either side, Gaussian-weighted by
+    distance in frames, taken at the frame itself. The weights' width is `sigma` for a
+    still head and narrows as the line's slope passes `follow` (pose units a frame):
+    a quick shake of the head is motion to keep, not jitter to average away (on d12,
+    a fixed sigma of 1 frame doubled the self-reenactment AKD). None: nothing to smooth."""
+    motion = motions[index]
+    if motion.pose is None or reach == 0:
+        return None
+    offsets, poses = [], []
+    for other in range(max(0, index - reach), min(len(motions), index + reach + 1)):
+        if motions[other].segment == motion.segment and motions[other].pose is not None:
+            offsets.append(other - index)
+            poses.append(motions[other].pose)
+    if len(poses) < 3:
+        return None
+    offsets = np.asarray(offsets, dtype=np.float64)
+    poses = np.asarray(poses)
+    basis = np.stack([np.ones_like(offsets), offsets], axis=1)
+
+    def line(width: float) -> np.ndarray:
+        weighted = basis * np.exp(-0.5 * (offsets / width) ** 2)[:, None]
+        return np.linalg.solve(weighted.T @ basis + 1e-9 * np.eye(2), weighted.T @ poses)
+
+    slope = float(np.linalg.norm(line(sigma)[1]))
+    width = sigma / (1 + (slope / follow) ** 2) if follow > 0 else sigma
+    return line(max(width, 0.3))[0]
 
 
 def _tps_kernel(squared: np.ndarray) -> np.ndarray:
@@ -765,9 +870,12 @@ class PortraitAnimator:
     def _frames(self, portrait: PreparedPortrait, driving, initial) -> Iterator[np.ndarray]:
         if initial is not None:
             portrait.recalibrate(initial)
+        yield from portrait.render_stream(self._checked(driving))
+
+    def _checked(self, driving: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for frame in driving:
             self._check_frame(frame, "a driving frame")
-            yield portrait.render(frame)
+            yield frame
 
     def _check_frame(self, frame: np.ndarray, what: str) -> None:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
