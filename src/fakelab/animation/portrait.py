@@ -116,7 +116,11 @@ class PortraitOptions:
     outer_beta: float = 0.5  # cutoff rise per face size per second
     outer_lag: float = 0.05  # face sizes: the most the outer field may trail the face's
     outer_margin: float = 0.045  # face sizes past the face's hull where the face's field holds in full
-    outer_band: float = 0.03  # and over which it then gives way
+    # The band over which the face's field gives way to the outer one. The outer may
+    # trail by outer_lag, and over 0.03 face sizes that lag folded the hair in straight
+    # lines on quick moves (s7's quiff driven by d12, frame 38); over 0.15 it does not.
+    # (A band widened with each frame's lag moved the hair in one-frame jumps.)
+    outer_band: float = 0.15
     mouth_fill: bool = True
     mouth_grow: float = 0.45  # the filled opening reaches this share of its height past the inner lips
     mouth_ramp: float = 0.01  # the fill fades in as the mouth opens this much (mouth widths squared)
@@ -331,27 +335,32 @@ class PreparedPortrait:
         # Near the region's edge the weight that follows the head fades out: the field
         # must be zero where the region ends (no cut), wherever the head went.
         self._edge_taper = _smoothstep(edge / (0.15 * size))
-        hull = self._face_weight(xs.shape, (left, top), margin=self.options.outer_margin, falloff=self.options.outer_band)
-        self._face_image = hull.astype(np.float32)
-        self._inner = self._sample_weight(self._grid, self._face_image)
+        # Distance from the face's hull (face sizes): where the face's field gives way to
+        # the outer one (see _inner_weight). Past the region it counts as far.
+        self._hull_distance = self._distance_from_face(xs.shape, (left, top)).astype(np.float32)
+        self._grid_hull_distance = self._sample_weight(self._grid, self._hull_distance, outside=1e3)
 
     def _face_weight(self, shape: tuple[int, int], origin: tuple[int, int], margin=None, falloff=None) -> np.ndarray:
         """1 over the face's hull grown by `margin`, fading to 0 over `falloff` (face sizes;
         by default the options' face_margin and face_falloff)."""
         margin = self.options.face_margin if margin is None else margin
         falloff = self.options.face_falloff if falloff is None else falloff
+        return 1 - _smoothstep((self._distance_from_face(shape, origin) - margin) / falloff)
+
+    def _distance_from_face(self, shape: tuple[int, int], origin: tuple[int, int]) -> np.ndarray:
+        """Over an image of `shape` whose corner is `origin`: each pixel's distance from the
+        face's hull (0 inside), in face sizes."""
         hull = cv2.convexHull(np.round(face_outline(self.landmarks) - origin).astype(np.int32))
         outside = np.ones(shape, np.uint8)
         cv2.fillConvexPoly(outside, hull, 0)
-        distance = cv2.distanceTransform(outside, cv2.DIST_L2, 5) / self.face_size
-        return 1 - _smoothstep((distance - margin) / falloff)
+        return cv2.distanceTransform(outside, cv2.DIST_L2, 5) / self.face_size
 
-    def _sample_weight(self, points: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+    def _sample_weight(self, points: np.ndarray, image: np.ndarray | None = None, outside: float = 0.0) -> np.ndarray:
         left, top = self.region[:2]
         local = (points - (left, top)).astype(np.float32).reshape(-1, 1, 2)
         image = self._weight_image if image is None else image
         sampled = cv2.remap(image, local[..., 0], local[..., 1], cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=outside)
         return sampled.ravel().astype(np.float64)
 
     def _anchor_ring(self) -> np.ndarray:
@@ -577,6 +586,25 @@ class PreparedPortrait:
             self._fill_mouth(out, motion.frame, motion.raw, target)
         return out
 
+    def _inner_weight(self, distance: np.ndarray) -> np.ndarray:
+        """How much of the face's own field a point takes, by its distance from the face's
+        hull (face sizes): all of it up to outer_margin, none past it by outer_band."""
+        return 1 - _smoothstep((distance - self.options.outer_margin) / self.options.outer_band)
+
+    def _lagging_outer_field(self, steady: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+        """The field outside the face (`steady`: its head pose smoothed, or as measured)
+        through the slow outer filter, which never trails the face's field
+        (`displacement`) by more than outer_lag: it smooths the landmarks' pixel jitter,
+        but a quick head move must not tear the band between the face and its hair."""
+        outer = self._outer_filter(steady / self.face_size)
+        lag = outer - displacement / self.face_size
+        length = np.linalg.norm(lag, axis=1, keepdims=True)
+        limit = self.options.outer_lag
+        if (length > limit).any():
+            outer = displacement / self.face_size + lag * np.minimum(1.0, limit / np.maximum(length, 1e-12))
+            self._outer_filter.hold(outer)
+        return outer * self.face_size
+
     def _warp(self, moved: np.ndarray, head: np.ndarray, gaze, target: np.ndarray, steady_head=None) -> np.ndarray:
         """`steady_head` (2x3, or None: `head`) is the head pose for the outer field."""
         grid, weight = self._grid, self._grid_weight
@@ -592,25 +620,17 @@ class PreparedPortrait:
         field = thin_plate_field(centres, values, y, self.face_size, self.options.rbf_ridge)
         z = y + weight[:, None] * field
         displacement = z - grid
-        # Outside the face only the pose part differs with the steady pose: the
-        # expression field has died away there.
         steady = displacement
         if steady_head is not None:
+            # A whole video: outside the face the head pose is the one smoothed without
+            # lag over the neighbouring frames (only the pose part differs: the
+            # expression field has died away there).
             steady = displacement + weight[:, None] * (apply_affine(invert_affine(steady_head), grid) - unposed)
-        outer = self._outer_filter(steady / self.face_size)
-        # The slow field never trails the face's by more than outer_lag: it smooths the
-        # landmarks' pixel jitter, but a quick head move must not tear the narrow band
-        # between the face and its hair.
-        lag = outer - displacement / self.face_size
-        length = np.linalg.norm(lag, axis=1, keepdims=True)
-        limit = self.options.outer_lag
-        if (length > limit).any():
-            outer = displacement / self.face_size + lag * np.minimum(1.0, limit / np.maximum(length, 1e-12))
-            self._outer_filter.hold(outer)
-        outer = outer * self.face_size
-        inner = self._inner
+        outer = self._lagging_outer_field(steady, displacement)
+        inner = self._inner_weight(self._grid_hull_distance)
         if self.options.follow_head:
-            inner = np.maximum(inner, self._sample_weight(unposed, self._face_image) * self._edge_taper)
+            moved_distance = self._sample_weight(unposed, self._hull_distance, outside=1e3)
+            inner = np.maximum(inner, self._inner_weight(moved_distance) * self._edge_taper)
         displacement = outer + inner[:, None] * (displacement - outer)
         ny, nx = self._grid_shape
         displacement = displacement.astype(np.float32).reshape(ny, nx, 2)
