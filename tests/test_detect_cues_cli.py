@@ -147,13 +147,15 @@ def test_ensemble_detector_of_different_input_sizes(lite0_pair):
     [
         (["--method", "cnn"], "--method cnn needs --checkpoint (or use --method cues, which needs none)"),
         (["--method", "all"], "--method all needs --checkpoint (or use --method cues, which needs none)"),
-        (["--seconds", "0"], "--seconds must be positive, got 0.0"),
+        (["--seconds", "0"], "argument --seconds: must be above 0, got 0"),
     ],
 )
 def test_bad_cue_options_are_one_line(capsys, media, tmp_path, argv, message):
     report = tmp_path / "r.html"
     code, out, err = run_cli(capsys, "detect", media / "d0.mp4", *argv, "--report", report)
-    assert (code, out) == (1, "") and err == f"fakelab detect: error: {message}\n"
+    # A bad option value is a usage error (2); an option that needs another is a bad request (1).
+    assert (code, out) == (2 if "argument" in message else 1, "")
+    assert err.startswith(f"fakelab detect: error: {message}") and err.count("\n") == 1
     assert not report.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -149,7 +149,8 @@ def test_check_command_bad_input(tmp_path, make, message):
 
 def test_check_command_refuses_zero_frames(tmp_path):
     result = run_cli("provenance", "check", str(tmp_path), "--frames", "0")
-    assert result.returncode == 1 and "--frames must be at least 1" in result.stderr
+    assert result.returncode == 2 and "argument --frames: must be at least 1, got 0" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_detect_reports_provenance_before_the_score(animated, tmp_path):

@@ -14,7 +14,17 @@ from fakelab.animation.api import resolve_device
 from fakelab.attacks.commands import intensity
 from fakelab.attacks.evaluation import evaluate_detection_under_attack
 from fakelab.attacks.methods import ATTACKS, AttackConfig
-from fakelab.cli_checks import check_paths, check_suffix, device, integer, number, positive_int, probability, seed
+from fakelab.cli_checks import (
+    check_paths,
+    check_suffix,
+    device,
+    integer,
+    number,
+    positive_int,
+    positive_number,
+    probability,
+    seed,
+)
 from fakelab.attacks.training import ADVERSARIAL_METHODS, TRAINING_EPS, TRAINING_STEPS
 from fakelab.detection.backends import DETECTOR_BACKENDS, with_backend
 from fakelab.detection.checkpoint import load_detector
@@ -100,7 +110,7 @@ def _register_detect(subparsers) -> None:
         "checkpoint(s) (the default with one); all: both, their video logits averaged",
     )
     parser.add_argument(
-        "--seconds", type=float, default=CUE_SECONDS,
+        "--seconds", type=positive_number, default=CUE_SECONDS,
         help=f"cues: seconds of consecutive frames analysed from the start (default {CUE_SECONDS:g})",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -184,8 +194,6 @@ def run_detect(args: argparse.Namespace) -> None:
         raise InputError(f"--method {method} needs --checkpoint (or use --method cues, which needs none)")
     if method == "cues" and args.checkpoint:
         raise InputError("--method cues uses no checkpoint: drop --checkpoint, or use --method all for both")
-    if not args.seconds > 0:
-        raise InputError(f"--seconds must be positive, got {args.seconds}")
     if args.ray is not None:
         if method != "cnn" or len(args.checkpoint) != 1:
             raise InputError("--ray scans with one CNN checkpoint: give one --checkpoint and no --method cues/all")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from fakelab.cli_checks import positive_int
+
 NO_PROVENANCE_HELP = (
     "don't watermark the frames or sign a C2PA manifest (for detector research only: a detector trained "
     "on marked fakes learns the mark; see docs/provenance.md)"
@@ -30,17 +32,16 @@ def register(subparsers) -> None:
         "claims) of FILE. Exit status 0 either way; see `made_by_fakelab` in --json.",
     )
     check.add_argument("file", metavar="FILE")
-    check.add_argument("--frames", type=int, default=None, help="video frames to read the watermark from (default 24)")
+    check.add_argument(
+        "--frames", type=positive_int, default=None, help="video frames to read the watermark from (default 24)"
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=run_check)
 
 
 def run_check(args: argparse.Namespace) -> None:
-    from fakelab.errors import InputError
     from fakelab.provenance import check_file
 
-    if args.frames is not None and args.frames < 1:
-        raise InputError(f"--frames must be at least 1, got {args.frames}")
     report = check_file(args.file, args.frames)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.describe())
 
