@@ -395,6 +395,12 @@ CASES = [
     ("detect {vid} --checkpoint {bad}/empty.pth.tar", "cannot read checkpoint", 1),
     ("detect {vid} --checkpoint {bad}/nope.pt", "does not exist", 1),
     ("detect {vid} --checkpoint {bad}", "is a folder, not a file", 1),
+    # --- pix2pix pairs, detect's cues, provenance check: option values are usage errors too
+    ("pix2pix pairs {vid} -o {out}/pairs --size 8", "--size: must be at least 16, got 8", 2),
+    ("pix2pix pairs {vid} -o {out}/pairs --every 0", "--every: must be at least 1, got 0", 2),
+    ("detect {vid} --seconds -1", "--seconds: must be above 0, got -1", 2),
+    ("provenance check {vid} --frames 0", "--frames: must be at least 1, got 0", 2),
+    ("serve --max-upload-mb 0", "--max-upload-mb: must be above 0, got 0", 2),
     # --- train-detector
     (f"{TD} --epochs 0", "--epochs: must be between 1", 2),
     (f"{TD} --batch-size 0", "--batch-size: must be between 2", 2),

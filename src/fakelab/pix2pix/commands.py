@@ -8,7 +8,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from fakelab.cli_checks import non_negative_int, positive_int
+from fakelab.cli_checks import integer, non_negative_int, positive_int
 from fakelab.pix2pix.data import default_load_size
 from fakelab.pix2pix.networks import GENERATORS, NORMS
 from fakelab.pix2pix.pairs import KINDS
@@ -43,9 +43,11 @@ def _register_pairs(commands) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="new folder for the pairs")
     parser.add_argument("--kind", choices=KINDS, default="landmarks", help="what A shows (default: landmarks)")
-    parser.add_argument("--size", type=int, default=256, help="side of the crops in pixels (default 256; 128 for unet_128)")
+    parser.add_argument(
+        "--size", type=integer(16), default=256, help="side of the crops in pixels (default 256; 128 for unet_128)"
+    )
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of each video's last frames held out (default 0.1)")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="keep every Nth frame (default 1)")
+    parser.add_argument("--every", type=positive_int, default=1, metavar="N", help="keep every Nth frame (default 1)")
     parser.set_defaults(handler=run_pairs)
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from fakelab.cli_checks import integer, positive_number
 from fakelab.errors import InputError
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -18,18 +19,16 @@ def register(subparsers) -> None:
         description="Serve fakelab's web app at http://HOST:PORT. It binds to this machine only by default; "
         "nothing is fetched from the internet and no analytics are sent.",
     )
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--port", type=integer(1, 65535), default=7860, help="port (default 7860)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--max-upload-mb", type=float, default=200, help="largest upload accepted, in MB (default 200)")
+    parser.add_argument(
+        "--max-upload-mb", type=positive_number, default=200, help="largest upload accepted, in MB (default 200)"
+    )
     parser.add_argument("--workdir", help="folder for uploads and results (default: a new temporary folder)")
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be between 1 and 65535, got {args.port}")
-    if not args.max_upload_mb > 0:
-        raise InputError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     import uvicorn
 
     from fakelab.webapp.server import create_app
