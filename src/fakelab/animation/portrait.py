@@ -27,7 +27,9 @@ Per driving frame, from dlib's 68 landmarks:
 4. Landmarks are smoothed by a One-Euro filter, reset at a scene cut; outside the
    face the warp field passes through a slower one of its own, so that the hair
    and neck do not take on the landmarks' pixel jitter (bounded to trail the face
-   by a little, so that a quick move does not tear the band between them).
+   by a little, so that a quick move does not tear the band between them). A
+   whole video (`render_stream`) also smooths that field's head pose over the
+   neighbouring frames, without lag.
 
 `PortraitAnimator.prepare(source)` does the per-source work once (landmarks,
 grids, weights); `PreparedPortrait.render(frame)` is the per-frame step a live
@@ -328,24 +330,21 @@ class PreparedPortrait:
         # moves to), and at the grid points.
         pixels = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
         weight = self._head_weight(pixels).reshape(xs.shape)
-        self._weight_image = np.maximum(weight, self._face_weight(xs.shape, (left, top))).astype(np.float32)
+        # Distance from the face's hull (face sizes): the face moves in full up to
+        # face_margin past it, and the face's field gives way to the outer one past
+        # outer_margin (see _inner_weight).
+        hull_distance = self._distance_from_face(xs.shape, (left, top))
+        face = 1 - _smoothstep((hull_distance - self.options.face_margin) / self.options.face_falloff)
+        self._weight_image = np.maximum(weight, face).astype(np.float32)
         self._grid_weight = self._sample_weight(self._grid)
         edge = np.minimum.reduce([self._grid[:, 0] - left, right - 1 - self._grid[:, 0],
                                   self._grid[:, 1] - top, bottom - 1 - self._grid[:, 1]])
         # Near the region's edge the weight that follows the head fades out: the field
         # must be zero where the region ends (no cut), wherever the head went.
         self._edge_taper = _smoothstep(edge / (0.15 * size))
-        # Distance from the face's hull (face sizes): where the face's field gives way to
-        # the outer one (see _inner_weight). Past the region it counts as far.
-        self._hull_distance = self._distance_from_face(xs.shape, (left, top)).astype(np.float32)
-        self._grid_hull_distance = self._sample_weight(self._grid, self._hull_distance, outside=1e3)
-
-    def _face_weight(self, shape: tuple[int, int], origin: tuple[int, int], margin=None, falloff=None) -> np.ndarray:
-        """1 over the face's hull grown by `margin`, fading to 0 over `falloff` (face sizes;
-        by default the options' face_margin and face_falloff)."""
-        margin = self.options.face_margin if margin is None else margin
-        falloff = self.options.face_falloff if falloff is None else falloff
-        return 1 - _smoothstep((self._distance_from_face(shape, origin) - margin) / falloff)
+        # Past the region the hull counts as far.
+        self._hull_distance = hull_distance.astype(np.float32)
+        self._inner = self._inner_weight(self._sample_weight(self._grid, self._hull_distance, outside=1e3))
 
     def _distance_from_face(self, shape: tuple[int, int], origin: tuple[int, int]) -> np.ndarray:
         """Over an image of `shape` whose corner is `origin`: each pixel's distance from the
@@ -518,22 +517,27 @@ class PreparedPortrait:
         frame, lazily; the head pose is smoothed without lag (options.pose_smoothing),
         which holds back a few driving frames (the look-ahead) in memory.
         `landmarks`, one per driving frame, skip the face detection."""
-        sigma = self.options.pose_smoothing
+        sigma, follow = self.options.pose_smoothing, self.options.pose_follow
         reach = int(np.ceil(2 * sigma)) if sigma > 0 else 0
         pending: deque[_Motion] = deque()  # the last `reach` frames drawn, then those still to draw
         drawn = 0  # how many of `pending` are drawn
+
+        def draw_next() -> np.ndarray:
+            nonlocal drawn
+            output = self._draw(pending[drawn], _smoothed_pose(pending, drawn, reach, sigma, follow))
+            drawn += 1
+            if drawn > reach:
+                pending.popleft()
+                drawn -= 1
+            return output
+
         pairs = zip(driving, landmarks) if landmarks is not None else ((frame, None) for frame in driving)
         for frame, found in pairs:
             pending.append(self._measure(frame, found))
-            while len(pending) - drawn > reach:
-                yield self._draw(pending[drawn], _smoothed_pose(pending, drawn, reach, sigma, self.options.pose_follow))
-                drawn += 1
-                if drawn > reach:
-                    pending.popleft()
-                    drawn -= 1
+            if len(pending) - drawn > reach:
+                yield draw_next()
         while drawn < len(pending):
-            yield self._draw(pending[drawn], _smoothed_pose(pending, drawn, reach, sigma, self.options.pose_follow))
-            drawn += 1
+            yield draw_next()
 
     def _measure(self, driving_frame: np.ndarray, landmarks: np.ndarray | None) -> "_Motion":
         """Everything one driving frame says, in order, short of drawing it."""
@@ -557,21 +561,22 @@ class PreparedPortrait:
             self._filter.reset(self._normalise(self._neutral))
             self._last_raw = found.copy()
             self._segment += 1
-            return _Motion(driving_frame, self._segment, restart=np.zeros((len(self._grid), 2)))
+            return _Motion(driving_frame, self._segment, restart=True)
         cut = self._is_cut(found)
         if cut:
             self._segment += 1
         moved, pose = self._expression_and_pose(self._filtered(found, cut))
-        # At a cut the slow outer field starts over too (None: from the next field as is).
-        return _Motion(driving_frame, self._segment, found, moved, pose, restart=None if cut else False)
+        return _Motion(driving_frame, self._segment, found, moved, pose, restart=cut)
 
     def _draw(self, motion: "_Motion", pose: np.ndarray | None = None) -> np.ndarray:
         """One output frame from a measured driving frame; `pose`, the head pose
         smoothed over neighbouring frames, moves what surrounds the face (the face itself
         keeps the measured pose and follows the driver exactly). Called in the frames'
         order: the outer field's and the gaze's filters run here."""
-        if motion.restart is not False:
-            self._outer_filter.reset(motion.restart)
+        if motion.restart:
+            # The slow outer field starts over: after a neutral frame (drawn as the source)
+            # from a still field, after a cut from the next field as it is.
+            self._outer_filter.reset(np.zeros((len(self._grid), 2)) if motion.moved is None else None)
         if motion.moved is None:
             return self.source.copy()
         head = self._head_matrix(motion.pose)
@@ -627,7 +632,7 @@ class PreparedPortrait:
             # expression field has died away there).
             steady = displacement + weight[:, None] * (apply_affine(invert_affine(steady_head), grid) - unposed)
         outer = self._lagging_outer_field(steady, displacement)
-        inner = self._inner_weight(self._grid_hull_distance)
+        inner = self._inner
         if self.options.follow_head:
             moved_distance = self._sample_weight(unposed, self._hull_distance, outside=1e3)
             inner = np.maximum(inner, self._inner_weight(moved_distance) * self._edge_taper)
@@ -757,15 +762,15 @@ class PreparedPortrait:
 class _Motion:
     """One driving frame as measured, waiting to be drawn. `moved` None: the source as
     it is. `segment` changes at every scene cut and neutral frame: the head pose is
-    never smoothed across one. `restart`: False, or the value (None: the next field)
-    the outer field's filter starts over from when this frame is drawn."""
+    never smoothed across one. `restart`: the outer field's filter starts over when this
+    frame is drawn."""
 
     frame: np.ndarray
     segment: int
     raw: np.ndarray | None = None
     moved: np.ndarray | None = None
     pose: np.ndarray | None = None
-    restart: object = False
+    restart: bool = False
 
 
 def _smoothed_pose(motions: "deque[_Motion]", index: int, reach: int, sigma: float, follow: float) -> np.ndarray | None:
