@@ -263,8 +263,9 @@ class Watermarker:
         if plane is None:
             plane = self._tiled(self._tile, height, width, unit)
             self._planes = {(height, width, unit): plane}  # one size per stream: keep one plane
-        # A larger frame has more pixels per bit (tiles grow with `unit`), so it needs less
-        # strength for the same reading: at 600x704, strength 3 would show as a mottled texture.
+        # The same strength at every size: the reader resamples to the tile's scale before it
+        # high-passes (see _fold), so a large tile keeps its energy. (Divided by `unit`, as it
+        # once was, frames of 512 px and more were mostly unreadable.)
         strength = self.strength
         delta = strength * mask * plane
         # What the detector would read from this frame, and the correction that gives the pilot
